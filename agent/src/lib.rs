@@ -1,0 +1,8 @@
+//! The outpost agent and its kubectl-shaped CLI. This is the only crate that
+//! knows the Kubernetes wire format; it hands plain descriptions to the leaf
+//! crates (`outpost-runtime`, and later `outpost-net`, `outpost-dns`).
+
+pub mod agent;
+pub mod cli;
+pub mod logging;
+pub mod quantity;
