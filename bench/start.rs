@@ -16,17 +16,34 @@ use outpost_runtime::container::{LogConfig, Runtime};
 use outpost_runtime::image::store::Store;
 
 fn main() {
-    let iterations: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(30);
-    assert!(nix::unistd::geteuid().is_root(), "the start benchmark runs containers: run it as root");
+    let iterations: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(30);
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the start benchmark runs containers: run it as root"
+    );
     let exe = Path::new(env!("CARGO_BIN_EXE_outpost"));
-    let work = tempfile::Builder::new().prefix("outpost-bench-").tempdir().expect("tempdir");
+    let work = tempfile::Builder::new()
+        .prefix("outpost-bench-")
+        .tempdir()
+        .expect("tempdir");
     let (state, run) = (work.path().join("state"), work.path().join("run"));
     let archive = work.path().join("busybox.tar");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/busybox-image.sh");
-    let status = Command::new(&script).arg(&archive).status().expect("run examples/busybox-image.sh");
-    assert!(status.success(), "building the busybox image failed (needs umoci, skopeo, busybox-static)");
+    let status = Command::new(&script)
+        .arg(&archive)
+        .status()
+        .expect("run examples/busybox-image.sh");
+    assert!(
+        status.success(),
+        "building the busybox image failed (needs umoci, skopeo, busybox-static)"
+    );
     let store = Store::open(&state).expect("store");
-    let record = outpost_runtime::image::import::import(&store, &archive, false).expect("import").remove(0);
+    let record = outpost_runtime::image::import::import(&store, &archive, false)
+        .expect("import")
+        .remove(0);
     let rootfs = store.rootfs(&record).expect("rootfs");
     let runtime = Runtime::new(&state, &run, exe);
     runtime.ping().expect("start the supervisor");
@@ -38,14 +55,24 @@ fn main() {
         let id = format!("bench-{i}");
         let spec = ContainerSpec {
             args: Some(vec!["true".into()]),
-            namespaces: [NamespaceKind::Pid, NamespaceKind::Ipc, NamespaceKind::Uts, NamespaceKind::Mount, NamespaceKind::Network]
-                .into_iter()
-                .map(|kind| Namespace { kind, path: None })
-                .collect(),
+            namespaces: [
+                NamespaceKind::Pid,
+                NamespaceKind::Ipc,
+                NamespaceKind::Uts,
+                NamespaceKind::Mount,
+                NamespaceKind::Network,
+            ]
+            .into_iter()
+            .map(|kind| Namespace { kind, path: None })
+            .collect(),
             cgroups_path: Runtime::cgroups_path(&id),
             ..ContainerSpec::default()
         };
-        let log = LogConfig { path: work.path().join(format!("logs/{id}.log")), max_size: 1 << 20, max_files: 1 };
+        let log = LogConfig {
+            path: work.path().join(format!("logs/{id}.log")),
+            max_size: 1 << 20,
+            max_files: 1,
+        };
         let t0 = Instant::now();
         runtime.create(&id, &spec, &rootfs, &log).expect("create");
         runtime.start(&id).expect("start");
@@ -62,27 +89,56 @@ fn main() {
     for i in 0..iterations {
         let t0 = Instant::now();
         let out = Command::new(exe)
-            .args(["ctr", "run", "--rm", "--pull", "never", "--name", &format!("cli-{i}"), "busybox", "--", "true"])
+            .args([
+                "ctr",
+                "run",
+                "--rm",
+                "--pull",
+                "never",
+                "--name",
+                &format!("cli-{i}"),
+                "busybox",
+                "--",
+                "true",
+            ])
             .env("OUTPOST_STATE_DIR", &state)
             .env("OUTPOST_RUN_DIR", &run)
             .output()
             .expect("outpost ctr run");
         cli.push(t0.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // runc and crun on a copy of the same rootfs (their own bundle, default spec).
     let bundle = work.path().join("bundle");
     copy_layers(&rootfs.layers, &bundle.join("rootfs"));
-    let status = Command::new("runc").arg("spec").current_dir(&bundle).status().expect("runc spec");
+    let status = Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .status()
+        .expect("runc spec");
     assert!(status.success());
     let config_path = bundle.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).expect("read")).expect("json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).expect("read")).expect("json");
     config["process"]["args"] = serde_json::json!(["true"]);
     config["process"]["terminal"] = serde_json::json!(false);
     std::fs::write(&config_path, serde_json::to_vec(&config).expect("json")).expect("write");
     let runc = time_runs(iterations, |i| {
-        Command::new("runc").args(["--root", &work.path().join("runc").to_string_lossy(), "run", "--bundle"]).arg(&bundle).arg(format!("runc-{i}")).status()
+        Command::new("runc")
+            .args([
+                "--root",
+                &work.path().join("runc").to_string_lossy(),
+                "run",
+                "--bundle",
+            ])
+            .arg(&bundle)
+            .arg(format!("runc-{i}"))
+            .status()
     });
     let crun = crun_runs(iterations, &bundle, work.path());
 
@@ -96,17 +152,26 @@ fn main() {
     println!("{:<44} {:>8} {:>8}", "what", "median", "ratio");
     let row = |name: &str, ms: f64| println!("{name:<44} {ms:>8.1} {:>8.2}", ms / runc_ms);
     row("outpost runtime: create+start+wait", median_ms(&lib));
-    row("outpost runtime: create+start+wait+delete", median_ms(&lib_cycle));
+    row(
+        "outpost runtime: create+start+wait+delete",
+        median_ms(&lib_cycle),
+    );
     row("outpost ctr run --rm (CLI process)", median_ms(&cli));
     row("runc run (create+start+wait+delete)", runc_ms);
     match crun {
-        Some(c) => row("crun run (private mount ns, no cgroup2 mount)", median_ms(&c)),
+        Some(c) => row(
+            "crun run (private mount ns, no cgroup2 mount)",
+            median_ms(&c),
+        ),
         None => println!("crun run: refused on this host (see NOTES.md)"),
     }
-    let _ = runtime.clean_orphans();
+    let _ = runtime.clean_orphans(Duration::ZERO);
 }
 
-fn time_runs(n: usize, mut run: impl FnMut(usize) -> std::io::Result<std::process::ExitStatus>) -> Vec<Duration> {
+fn time_runs(
+    n: usize,
+    mut run: impl FnMut(usize) -> std::io::Result<std::process::ExitStatus>,
+) -> Vec<Duration> {
     (0..n)
         .map(|i| {
             let t0 = Instant::now();
@@ -127,11 +192,18 @@ fn crun_runs(n: usize, bundle: &Path, work: &Path) -> Option<Vec<Duration>> {
         root = root.display(),
         bundle = bundle.display()
     );
-    let out = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().ok()?;
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
-    let times: Vec<Duration> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).map(Duration::from_nanos).collect();
+    let times: Vec<Duration> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .map(Duration::from_nanos)
+        .collect();
     (times.len() == n).then_some(times)
 }
 
@@ -139,7 +211,12 @@ fn crun_runs(n: usize, bundle: &Path, work: &Path) -> Option<Vec<Duration>> {
 fn copy_layers(layers: &[PathBuf], dest: &Path) {
     std::fs::create_dir_all(dest).expect("mkdir");
     for layer in layers {
-        let status = Command::new("cp").arg("-a").arg(format!("{}/.", layer.display())).arg(dest).status().expect("cp");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", layer.display()))
+            .arg(dest)
+            .status()
+            .expect("cp");
         assert!(status.success());
     }
 }

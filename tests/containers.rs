@@ -9,7 +9,9 @@ use crate::harness::{ImageBuilder, Node};
 fn node_with_busybox() -> Node {
     let node = Node::new();
     let archive = node.dir().join("busybox.tar");
-    ImageBuilder::busybox().build().docker_archive(&archive, "busybox:latest");
+    ImageBuilder::busybox()
+        .build()
+        .docker_archive(&archive, "busybox:latest");
     node.ok(&["images", "import", archive.to_str().expect("utf-8 path")]);
     node
 }
@@ -34,26 +36,38 @@ fn ps_json(node: &Node) -> Vec<serde_json::Value> {
 }
 
 fn container(node: &Node, name: &str) -> serde_json::Value {
-    ps_json(node).into_iter().find(|c| c["id"] == name).unwrap_or_else(|| panic!("no container {name} in ps"))
+    ps_json(node)
+        .into_iter()
+        .find(|c| c["id"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in ps"))
 }
 
 #[test]
 fn exit_code_and_cri_log() {
     let node = node_with_busybox();
     let name = node.name("hi");
-    let (code, stdout, stderr) = run(&node, &name, &[], &["sh", "-c", "echo hi; echo oops >&2; exit 3"]);
+    let (code, stdout, stderr) = run(
+        &node,
+        &name,
+        &[],
+        &["sh", "-c", "echo hi; echo oops >&2; exit 3"],
+    );
     assert_eq!(code, 3, "stdout {stdout:?} stderr {stderr:?}");
     assert_eq!(stdout, "hi\n");
     assert!(stderr.contains("oops"), "{stderr}");
     assert_eq!(node.ok(&["ctr", "logs", &name]), "hi\n");
 
     // The file is in the CRI format the kubelet writes: <RFC3339Nano> <stream> F <line>.
-    let log = std::fs::read_to_string(node.state_dir().join("logs").join(format!("{name}.log"))).expect("log file");
+    let log = std::fs::read_to_string(node.state_dir().join("logs").join(format!("{name}.log")))
+        .expect("log file");
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2, "{log}");
     for (line, (stream, text)) in lines.iter().zip([("stdout", "hi"), ("stderr", "oops")]) {
         let fields: Vec<&str> = line.splitn(4, ' ').collect();
-        assert!(fields[0].parse::<jiff::Timestamp>().is_ok() && fields[0].ends_with('Z'), "{line}");
+        assert!(
+            fields[0].parse::<jiff::Timestamp>().is_ok() && fields[0].ends_with('Z'),
+            "{line}"
+        );
         assert_eq!(&fields[1..], &[stream, "F", text], "{line}");
     }
     let c = container(&node, &name);
@@ -67,7 +81,12 @@ fn memory_limit_oom_kills_and_reports_oomkilled() {
     let node = node_with_busybox();
     let name = node.name("oom");
     // dd's 100 MiB buffer does not fit in 32 MiB.
-    let (code, _, stderr) = run(&node, &name, &["--memory", "32Mi"], &["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"]);
+    let (code, _, stderr) = run(
+        &node,
+        &name,
+        &["--memory", "32Mi"],
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"],
+    );
     assert_eq!(code, 137, "{stderr}");
     let c = container(&node, &name);
     assert_eq!(c["exit"]["oom_killed"], true, "{c}");
@@ -77,7 +96,12 @@ fn memory_limit_oom_kills_and_reports_oomkilled() {
 
     // The same command with room to spare completes.
     let ok = node.name("fits");
-    let (code, _, stderr) = run(&node, &ok, &["--memory", "256Mi"], &["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"]);
+    let (code, _, stderr) = run(
+        &node,
+        &ok,
+        &["--memory", "256Mi"],
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(container(&node, &ok)["exit"]["oom_killed"], false);
 }
@@ -87,18 +111,34 @@ fn stop_kills_after_grace_unless_the_container_exits() {
     let node = node_with_busybox();
     // PID 1 of a pid namespace ignores SIGTERM unless it handles it: `sleep` never exits on it.
     let stubborn = node.name("stubborn");
-    node.ok(&["ctr", "run", "-d", "--pull", "never", "--name", &stubborn, "busybox", "--", "sleep", "1000"]);
+    node.ok(&[
+        "ctr", "run", "-d", "--pull", "never", "--name", &stubborn, "busybox", "--", "sleep",
+        "1000",
+    ]);
     let polite = node.name("polite");
     node.ok(&[
-        "ctr", "run", "-d", "--pull", "never", "--name", &polite, "busybox", "--",
-        "sh", "-c", "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+        "ctr",
+        "run",
+        "-d",
+        "--pull",
+        "never",
+        "--name",
+        &polite,
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
     ]);
 
     let t0 = Instant::now();
     let out = node.ok(&["ctr", "stop", "-t", "2", &stubborn]);
     let took = t0.elapsed();
     assert_eq!(out.trim(), "137 Error");
-    assert!(took >= Duration::from_secs(2), "SIGKILL came before the grace period ended ({took:?})");
+    assert!(
+        took >= Duration::from_secs(2),
+        "SIGKILL came before the grace period ended ({took:?})"
+    );
 
     // Handled SIGTERM: exits on its own (code 0, not SIGKILL's 137) within the grace period.
     let out = node.ok(&["ctr", "stop", "-t", "30", &polite]);
@@ -110,14 +150,39 @@ fn stop_kills_after_grace_unless_the_container_exits() {
 fn exec_returns_output_and_exit_code() {
     let node = node_with_busybox();
     let name = node.name("exec");
-    node.ok(&["ctr", "run", "-d", "--pull", "never", "--name", &name, "-e", "GREETING=hello", "busybox", "--", "sleep", "1000"]);
-    let out = node.outpost(&["ctr", "exec", &name, "--", "sh", "-c", "echo $GREETING from $(hostname); echo err >&2; exit 7"]);
+    node.ok(&[
+        "ctr",
+        "run",
+        "-d",
+        "--pull",
+        "never",
+        "--name",
+        &name,
+        "-e",
+        "GREETING=hello",
+        "busybox",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let out = node.outpost(&[
+        "ctr",
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING from $(hostname); echo err >&2; exit 7",
+    ]);
     assert_eq!(out.status.code(), Some(7));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("hello from {name}\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("hello from {name}\n")
+    );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     // Exec joins the container's namespaces: it sees the container's processes, PID 1 is `sleep`.
     let ps = node.ok(&["ctr", "exec", &name, "--", "cat", "/proc/1/cmdline"]);
-    assert_eq!(ps, "sleep\01000\0");
+    assert_eq!(ps, "sleep\x001000\x00");
     // Exec into something not running is refused with a reason.
     let stopped = node.name("stopped");
     run(&node, &stopped, &[], &["true"]);
@@ -130,9 +195,14 @@ fn agent_sigkill_keeps_containers_and_exit_codes() {
     let node = node_with_busybox();
     let agent = node.spawn_agent(&[]);
     let runner = node.name("runner");
-    node.ok(&["ctr", "run", "-d", "--pull", "never", "--name", &runner, "busybox", "--", "sleep", "1000"]);
+    node.ok(&[
+        "ctr", "run", "-d", "--pull", "never", "--name", &runner, "busybox", "--", "sleep", "1000",
+    ]);
     let seven = node.name("seven");
-    node.ok(&["ctr", "run", "-d", "--pull", "never", "--name", &seven, "busybox", "--", "sh", "-c", "exit 7"]);
+    node.ok(&[
+        "ctr", "run", "-d", "--pull", "never", "--name", &seven, "busybox", "--", "sh", "-c",
+        "exit 7",
+    ]);
     assert_eq!(node.ok(&["ctr", "wait", &seven]).trim(), "7");
     let before = container(&node, &runner);
     let pid = before["pid"].as_i64().expect("pid");
@@ -140,19 +210,34 @@ fn agent_sigkill_keeps_containers_and_exit_codes() {
 
     agent.sigkill();
     let agent = node.spawn_agent(&[]);
-    assert_eq!(node.supervisor_pid(), Some(supervisor), "the supervisor outlived the agent");
+    assert_eq!(
+        node.supervisor_pid(),
+        Some(supervisor),
+        "the supervisor outlived the agent"
+    );
     let log = agent.stderr();
-    assert!(log.contains("re-adopted containers") && log.contains("total=2") && log.contains("running=1"), "{log}");
+    assert!(
+        log.contains("re-adopted containers")
+            && log.contains("total=2")
+            && log.contains("running=1"),
+        "{log}"
+    );
     assert!(log.contains(&seven) && log.contains("code=7"), "{log}");
 
     let after = container(&node, &runner);
     assert_eq!(after["state"], "running");
-    assert_eq!(after["pid"], before["pid"], "the running container was not restarted");
+    assert_eq!(
+        after["pid"], before["pid"],
+        "the running container was not restarted"
+    );
     assert_eq!(after["started_at"], before["started_at"]);
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     assert_eq!(container(&node, &seven)["exit"]["code"], 7);
     // And it is still fully controllable.
-    assert_eq!(node.ok(&["ctr", "exec", &runner, "--", "echo", "alive"]), "alive\n");
+    assert_eq!(
+        node.ok(&["ctr", "exec", &runner, "--", "echo", "alive"]),
+        "alive\n"
+    );
     agent.stop();
 }
 
@@ -160,21 +245,38 @@ fn agent_sigkill_keeps_containers_and_exit_codes() {
 fn removal_leaves_nothing_behind() {
     let node = node_with_busybox();
     let name = node.name("gone");
-    node.ok(&["ctr", "run", "-d", "--pull", "never", "--name", &name, "--memory", "64Mi", "busybox", "--", "sleep", "1000"]);
+    node.ok(&[
+        "ctr", "run", "-d", "--pull", "never", "--name", &name, "--memory", "64Mi", "busybox",
+        "--", "sleep", "1000",
+    ]);
     let rootfs = node.run_dir().join("bundles").join(&name).join("rootfs");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(mounts.contains(rootfs.to_str().expect("utf-8")), "rootfs is an overlay mount while running");
+    assert!(
+        mounts.contains(rootfs.to_str().expect("utf-8")),
+        "rootfs is an overlay mount while running"
+    );
     let err = node.fails(&["ctr", "rm", &name]);
     assert!(err.contains("stop it first"), "{err}");
     node.ok(&["ctr", "rm", "-f", &name]);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(rootfs.to_str().expect("utf-8")));
-    for dir in [node.run_dir().join("bundles").join(&name), node.state_dir().join("containers").join(&name), node.run_dir().join("youki").join(&name)] {
+    for dir in [
+        node.run_dir().join("bundles").join(&name),
+        node.state_dir().join("containers").join(&name),
+        node.run_dir().join("youki").join(&name),
+    ] {
         assert!(!dir.exists(), "{} survived rm", dir.display());
     }
     for controller in ["memory", "pids", "cpu", "freezer"] {
-        let cg = std::path::Path::new("/sys/fs/cgroup").join(controller).join("outpost").join(&name);
+        let cg = std::path::Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("outpost")
+            .join(&name);
         assert!(!cg.exists(), "{} survived rm", cg.display());
     }
-    assert!(!node.state_dir().join("logs").join(format!("{name}.log")).exists());
+    assert!(!node
+        .state_dir()
+        .join("logs")
+        .join(format!("{name}.log"))
+        .exists());
 }

@@ -5,4 +5,6 @@
 
 mod harness;
 
+mod containers;
 mod harness_smoke;
+mod images;

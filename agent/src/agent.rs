@@ -6,7 +6,6 @@
 //! by disk threshold, and tells systemd it is ready. Sources, pods and the local
 //! API build on it.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,11 +13,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use outpost_runtime::container::{Runtime, State};
-use outpost_runtime::image::store::{GcPolicy, Store};
+use outpost_runtime::image::store::{GcPolicy, InUse, Store};
 use outpost_systemd::{notify, Notify};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::NodeDirs;
+
+/// Container files younger than this may be a `ctr run` in progress elsewhere.
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(30);
 
 /// How often image GC checks the disk.
 const GC_INTERVAL: Duration = Duration::from_secs(300);
@@ -49,7 +51,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let store = dirs.store()?;
     let runtime = dirs.runtime()?;
-    let policy = GcPolicy { high_percent: args.image_gc_high_threshold, low_percent: args.image_gc_low_threshold };
+    let policy = GcPolicy {
+        high_percent: args.image_gc_high_threshold,
+        low_percent: args.image_gc_low_threshold,
+    };
 
     import_airgap(&store, &dirs.state_dir.join("airgap")).await;
 
@@ -58,19 +63,29 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         // Starts the supervisor if none runs (first start, or after a reboot).
         let (pid, version) = rt.ping()?;
         tracing::info!(pid, version, "supervisor up");
-        Ok((rt.list()?, rt.clean_orphans()?))
+        Ok((rt.list()?, rt.clean_orphans(ORPHAN_MIN_AGE)?))
     })
     .await??;
-    let running = containers.iter().filter(|c| c.state == State::Running).count();
+    let running = containers
+        .iter()
+        .filter(|c| c.state == State::Running)
+        .count();
     tracing::info!(total = containers.len(), running, "re-adopted containers");
     for c in &containers {
         match &c.exit {
-            Some(exit) => tracing::info!(id = %c.id, code = exit.code, reason = exit.reason(), "container has exited"),
-            None => tracing::info!(id = %c.id, pid = ?c.pid, state = ?c.state, "container is alive"),
+            Some(exit) => {
+                tracing::info!(id = %c.id, code = exit.code, reason = exit.reason(), "container has exited")
+            }
+            None => {
+                tracing::info!(id = %c.id, pid = ?c.pid, state = ?c.state, "container is alive")
+            }
         }
     }
     if !cleaned.is_empty() {
-        tracing::info!(?cleaned, "removed leftovers of containers that were never created");
+        tracing::info!(
+            ?cleaned,
+            "removed leftovers of containers that were never created"
+        );
     }
 
     let status = format!("{running} containers running");
@@ -96,12 +111,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 async fn collect_garbage(store: &Store, runtime: &Runtime, policy: GcPolicy) {
     let (store, runtime) = (store.clone(), runtime.clone());
     let result = tokio::task::spawn_blocking(move || {
-        let in_use: HashSet<PathBuf> = runtime.records().into_iter().flat_map(|r| r.layers).collect();
-        store.gc(policy, &in_use)
+        store.gc(policy, &InUse::from_records(runtime.records()))
     })
     .await;
     match result {
-        Ok(Ok(removed)) if !removed.is_empty() => tracing::info!(?removed, "image garbage collection"),
+        Ok(Ok(removed)) if !removed.is_empty() => {
+            tracing::info!(?removed, "image garbage collection")
+        }
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!("image garbage collection: {e}"),
         Err(e) => tracing::warn!("image garbage collection task: {e}"),
@@ -118,9 +134,14 @@ struct AirgapSeen {
 /// Imports every tarball in the air-gap dir (pinned: never garbage-collected).
 /// A bad tarball is reported and skipped; the others still load.
 async fn import_airgap(store: &Store, dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let seen_path = store.root().join("airgap-imported.json");
-    let mut seen: AirgapSeen = std::fs::read(&seen_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut seen: AirgapSeen = std::fs::read(&seen_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -129,13 +150,23 @@ async fn import_airgap(store: &Store, dir: &Path) {
     files.sort();
     let mut changed = false;
     for path in files {
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        let key = (path.to_string_lossy().into_owned(), meta.len(), std::os::unix::fs::MetadataExt::mtime(&meta));
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let key = (
+            path.to_string_lossy().into_owned(),
+            meta.len(),
+            std::os::unix::fs::MetadataExt::mtime(&meta),
+        );
         if seen.files.contains(&key) {
             continue;
         }
         let (s, p) = (store.clone(), path.clone());
-        match tokio::task::spawn_blocking(move || outpost_runtime::image::import::import(&s, &p, true)).await {
+        match tokio::task::spawn_blocking(move || {
+            outpost_runtime::image::import::import(&s, &p, true)
+        })
+        .await
+        {
             Ok(Ok(records)) => {
                 for r in records {
                     tracing::info!(image = %r.name, file = %path.display(), "imported air-gap image");

@@ -11,7 +11,9 @@ pub fn init(verbose: bool) {
     let filter = std::env::var("OUTPOST_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .map(EnvFilter::new)
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},libcontainer=warn,libcgroups=error")));
+        .unwrap_or_else(|_| {
+            EnvFilter::new(format!("{default},libcontainer=warn,libcgroups=error"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -4,9 +4,13 @@
 /// Parses a memory-style quantity into bytes: plain numbers, decimal suffixes
 /// (k, M, G, T, P, E) and binary ones (Ki, Mi, Gi, Ti, Pi, Ei).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid quantity {s:?}: expected a number with an optional suffix like 64Mi or 1G");
+    let bad = || {
+        format!("invalid quantity {s:?}: expected a number with an optional suffix like 64Mi or 1G")
+    };
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let multiplier: u64 = match suffix {
         "" => 1,
@@ -55,7 +59,9 @@ mod tests {
 
     #[test]
     fn bytes() {
-        let check = |s: &str, want: Result<u64, ()>| assert_eq!(parse_bytes(s).map_err(|_| ()), want, "{s}");
+        let check = |s: &str, want: Result<u64, ()>| {
+            assert_eq!(parse_bytes(s).map_err(|_| ()), want, "{s}")
+        };
         check("32Mi", Ok(32 << 20));
         check("1G", Ok(1_000_000_000));
         check("1.5Ki", Ok(1536));
@@ -68,7 +74,9 @@ mod tests {
 
     #[test]
     fn millicpu() {
-        let check = |s: &str, want: Result<u64, ()>| assert_eq!(parse_millicpu(s).map_err(|_| ()), want, "{s}");
+        let check = |s: &str, want: Result<u64, ()>| {
+            assert_eq!(parse_millicpu(s).map_err(|_| ()), want, "{s}")
+        };
         check("500m", Ok(500));
         check("0.5", Ok(500));
         check("2", Ok(2000));

@@ -25,7 +25,11 @@ pub enum Error {
     Store { message: String },
     /// Content does not hash to the digest that names it: refused, nothing kept.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch { what: String, expected: crate::image::Digest, actual: crate::image::Digest },
+    DigestMismatch {
+        what: String,
+        expected: crate::image::Digest,
+        actual: crate::image::Digest,
+    },
     /// A layer could not be unpacked (hostile or broken archive).
     #[error("layer {digest}")]
     Layer {
@@ -41,15 +45,24 @@ pub enum Error {
     Registries(#[from] crate::image::registries::RegistriesError),
     /// An archive to import is not an OCI or docker archive we can read.
     #[error("import {}: {message}", path.display())]
-    Import { path: std::path::PathBuf, message: String },
+    Import {
+        path: std::path::PathBuf,
+        message: String,
+    },
     /// A container's root filesystem could not be assembled.
     #[error("rootfs {}: {message}", path.display())]
-    Rootfs { path: std::path::PathBuf, message: String },
+    Rootfs {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 impl Error {
     /// Wraps an I/O error with the action and the path it was acting on.
-    pub fn io(what: &'static str, path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub fn io(
+        what: &'static str,
+        path: impl Into<std::path::PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { what, path, source }
     }

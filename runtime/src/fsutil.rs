@@ -7,7 +7,10 @@ use std::path::Path;
 /// Writes a file so that a crash leaves either the old content or the whole new
 /// one (temp file, fsync, rename, fsync of the directory).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;

@@ -42,7 +42,11 @@ pub fn notify(states: &[Notify<'_>]) -> io::Result<bool> {
         Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes())?,
         None => SocketAddr::from_pathname(&path)?,
     };
-    let message = states.iter().map(Notify::render).collect::<Vec<_>>().join("\n");
+    let message = states
+        .iter()
+        .map(Notify::render)
+        .collect::<Vec<_>>()
+        .join("\n");
     let socket = UnixDatagram::unbound()?;
     socket.send_to_addr(message.as_bytes(), &addr)?;
     Ok(true)

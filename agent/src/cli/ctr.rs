@@ -27,7 +27,7 @@ const LOG_MAX_FILES: u32 = 5;
 #[derive(Debug, Subcommand)]
 pub enum CtrCommand {
     /// Create and start a container; without -d, wait for it and print its output.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers.
     Ps {
         #[command(flatten)]
@@ -141,16 +141,26 @@ pub struct RunArgs {
 
 pub async fn run(cmd: CtrCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        CtrCommand::Run(args) => run_container(args).await,
+        CtrCommand::Run(args) => run_container(*args).await,
         CtrCommand::Ps { dirs, all, output } => {
             let runtime = dirs.runtime()?;
-            let (containers, records) = blocking(move || Ok((runtime.list()?, runtime.records()))).await?;
-            let shown: Vec<&ContainerInfo> = containers.iter().filter(|c| all || c.state != State::Exited).collect();
+            let (containers, records) =
+                blocking(move || Ok((runtime.list()?, runtime.records()))).await?;
+            let shown: Vec<&ContainerInfo> = containers
+                .iter()
+                .filter(|c| all || c.state != State::Exited)
+                .collect();
             if output.as_deref() == Some("json") {
                 println!("{}", serde_json::to_string_pretty(&shown)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let image_of = |id: &str| records.iter().find(|r| r.id == id).map(|r| r.image.clone()).unwrap_or_default();
+            let image_of = |id: &str| {
+                records
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| r.image.clone())
+                    .unwrap_or_default()
+            };
             let rows: Vec<Vec<String>> = shown
                 .iter()
                 .map(|c| {
@@ -169,16 +179,40 @@ pub async fn run(cmd: CtrCommand) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!("{}", table::render(&["CONTAINER", "IMAGE", "STATE", "EXIT", "REASON", "PID", "CREATED"], &rows, false));
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        "CONTAINER",
+                        "IMAGE",
+                        "STATE",
+                        "EXIT",
+                        "REASON",
+                        "PID",
+                        "CREATED"
+                    ],
+                    &rows,
+                    false
+                )
+            );
             Ok(ExitCode::SUCCESS)
         }
-        CtrCommand::Logs { dirs, name, tail, timestamps } => {
+        CtrCommand::Logs {
+            dirs,
+            name,
+            tail,
+            timestamps,
+        } => {
             let runtime = dirs.runtime()?;
             let info = blocking(move || Ok(runtime.info(&name)?)).await?;
             print_log(&info.log_path, tail, timestamps)?;
             Ok(ExitCode::SUCCESS)
         }
-        CtrCommand::Exec { dirs, name, command } => {
+        CtrCommand::Exec {
+            dirs,
+            name,
+            command,
+        } => {
             let runtime = dirs.runtime()?;
             let exit = blocking(move || {
                 // The process gets this terminal's own stdin/stdout/stderr.
@@ -187,7 +221,16 @@ pub async fn run(cmd: CtrCommand) -> anyhow::Result<ExitCode> {
                     std::io::stdout().as_fd_owned()?,
                     std::io::stderr().as_fd_owned()?,
                 ];
-                let exec = runtime.exec(&name, ExecRequest { id: name.clone(), args: command, env: Vec::new(), cwd: None }, stdio)?;
+                let exec = runtime.exec(
+                    &name,
+                    ExecRequest {
+                        id: name.clone(),
+                        args: command,
+                        env: Vec::new(),
+                        cwd: None,
+                    },
+                    stdio,
+                )?;
                 Ok(exec.wait()?)
             })
             .await?;
@@ -195,21 +238,32 @@ pub async fn run(cmd: CtrCommand) -> anyhow::Result<ExitCode> {
         }
         CtrCommand::Stop { dirs, name, grace } => {
             let runtime = dirs.runtime()?;
-            let exit = blocking(move || Ok(runtime.stop(&name, Duration::from_secs(grace))?)).await?;
+            let exit =
+                blocking(move || Ok(runtime.stop(&name, Duration::from_secs(grace))?)).await?;
             println!("{} {}", exit.code, exit.reason());
             Ok(ExitCode::SUCCESS)
         }
         CtrCommand::Wait { dirs, name } => {
             let runtime = dirs.runtime()?;
-            let exit = blocking(move || runtime.wait(&name, None)?.context("no exit reported")).await?;
+            let exit =
+                blocking(move || runtime.wait(&name, None)?.context("no exit reported")).await?;
             println!("{}", exit.code);
             Ok(ExitCode::SUCCESS)
         }
-        CtrCommand::Rm { dirs, force, all, names } => {
+        CtrCommand::Rm {
+            dirs,
+            force,
+            all,
+            names,
+        } => {
             let runtime = dirs.runtime()?;
             let state_dir = dirs.state_dir.clone();
             blocking(move || {
-                let names = if all { runtime.list()?.into_iter().map(|c| c.id).collect() } else { names };
+                let names = if all {
+                    runtime.list()?.into_iter().map(|c| c.id).collect()
+                } else {
+                    names
+                };
                 if names.is_empty() && !all {
                     anyhow::bail!("name the containers to remove, or pass --all");
                 }
@@ -219,7 +273,8 @@ pub async fn run(cmd: CtrCommand) -> anyhow::Result<ExitCode> {
                     println!("{name}");
                 }
                 if all {
-                    runtime.clean_orphans()?;
+                    // Asked for explicitly: everything the supervisor does not know goes.
+                    runtime.clean_orphans(Duration::ZERO)?;
                 }
                 Ok(())
             })
@@ -235,13 +290,29 @@ async fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
     let store = dirs.store()?;
     let record = match (store.get(&name)?, args.pull.as_str()) {
         (Some(r), "missing" | "never") => r,
-        (None, "never") => anyhow::bail!("image {name} is not present and --pull=never; pull or import it first"),
-        _ => dirs.puller()?.pull(&name, &PullOptions { timeout: args.pull_timeout, progress: None }).await?,
+        (None, "never") => {
+            anyhow::bail!("image {name} is not present and --pull=never; pull or import it first")
+        }
+        _ => {
+            dirs.puller()?
+                .pull(
+                    &name,
+                    &PullOptions {
+                        timeout: args.pull_timeout,
+                        progress: None,
+                    },
+                )
+                .await?
+        }
     };
     let id = args.name.clone().unwrap_or_else(generated_name);
     outpost_runtime::container::validate_id(&id)?;
     let spec = container_spec(&args, &id)?;
-    let log = LogConfig { path: log_path(&dirs.state_dir, &id), max_size: LOG_MAX_SIZE, max_files: LOG_MAX_FILES };
+    let log = LogConfig {
+        path: log_path(&dirs.state_dir, &id),
+        max_size: LOG_MAX_SIZE,
+        max_files: LOG_MAX_FILES,
+    };
     let runtime = dirs.runtime()?;
     let rt = runtime.clone();
     let cid = id.clone();
@@ -282,26 +353,46 @@ fn container_spec(args: &RunArgs, id: &str) -> anyhow::Result<ContainerSpec> {
     let env = args
         .env
         .iter()
-        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).with_context(|| format!("--env {kv:?}: expected K=V")))
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--env {kv:?}: expected K=V"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (user, group) = match &args.user {
         None => (None, None),
         Some(u) => {
-            let (uid, gid) = u.split_once(':').map_or((u.as_str(), None), |(a, b)| (a, Some(b)));
-            let num = |s: &str| s.parse::<u32>().with_context(|| format!("--user {u:?}: expected uid[:gid] as numbers"));
+            let (uid, gid) = u
+                .split_once(':')
+                .map_or((u.as_str(), None), |(a, b)| (a, Some(b)));
+            let num = |s: &str| {
+                s.parse::<u32>()
+                    .with_context(|| format!("--user {u:?}: expected uid[:gid] as numbers"))
+            };
             (Some(num(uid)?), gid.map(num).transpose()?)
         }
     };
-    let mut namespaces: Vec<Namespace> = [NamespaceKind::Pid, NamespaceKind::Ipc, NamespaceKind::Uts, NamespaceKind::Mount]
-        .into_iter()
-        .map(|kind| Namespace { kind, path: None })
-        .collect();
+    let mut namespaces: Vec<Namespace> = [
+        NamespaceKind::Pid,
+        NamespaceKind::Ipc,
+        NamespaceKind::Uts,
+        NamespaceKind::Mount,
+    ]
+    .into_iter()
+    .map(|kind| Namespace { kind, path: None })
+    .collect();
     if args.net == "none" {
-        namespaces.push(Namespace { kind: NamespaceKind::Network, path: None });
+        namespaces.push(Namespace {
+            kind: NamespaceKind::Network,
+            path: None,
+        });
     }
     let (command, cmd_args) = match &args.entrypoint {
         Some(ep) => (Some(vec![ep.clone()]), Some(args.command.clone())),
-        None => (None, (!args.command.is_empty()).then(|| args.command.clone())),
+        None => (
+            None,
+            (!args.command.is_empty()).then(|| args.command.clone()),
+        ),
     };
     let mut resources = Resources::from_kubernetes(None, args.cpus, args.memory.map(|m| m as i64));
     resources.pids_limit = args.pids;
@@ -326,7 +417,9 @@ fn log_path(state_dir: &Path, id: &str) -> PathBuf {
 }
 
 fn remove_logs(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
     let name = name.to_string_lossy().into_owned();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -362,12 +455,20 @@ fn exit_code(exit: &ExitInfo) -> ExitCode {
 
 fn generated_name() -> String {
     let mut bytes = [0u8; 4];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    format!("ctr-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    format!(
+        "ctr-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f).await.context("blocking task")?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("blocking task")?
 }
 
 trait AsFdOwned {

@@ -1,7 +1,6 @@
 //! `outpost images`: the image store, used directly (safe while an agent runs:
 //! the store locks its index and holds GC off during pulls).
 
-use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Subcommand;
 use outpost_runtime::image::pull::{Progress, PullOptions};
+use outpost_runtime::image::store::InUse;
 use outpost_runtime::image::ImageRef;
 
 use super::{human_bytes, table, NodeDirs};
@@ -70,17 +70,42 @@ pub async fn run(cmd: ImagesCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|r| {
                     let (repo, tag) = split_name(&r.name);
-                    vec![repo, tag, r.config.short().to_owned(), human_bytes(r.size()), if r.pinned { "yes" } else { "no" }.into()]
+                    vec![
+                        repo,
+                        tag,
+                        r.config.short().to_owned(),
+                        human_bytes(r.size()),
+                        if r.pinned { "yes" } else { "no" }.into(),
+                    ]
                 })
                 .collect();
-            print!("{}", table::render(&["IMAGE", "TAG", "IMAGE ID", "SIZE", "PINNED"], &rows, false));
+            print!(
+                "{}",
+                table::render(
+                    &["IMAGE", "TAG", "IMAGE ID", "SIZE", "PINNED"],
+                    &rows,
+                    false
+                )
+            );
             Ok(ExitCode::SUCCESS)
         }
-        ImagesCommand::Pull { dirs, image, timeout } => {
+        ImagesCommand::Pull {
+            dirs,
+            image,
+            timeout,
+        } => {
             let name: ImageRef = image.parse()?;
             let puller = dirs.puller()?;
             let (progress, finish) = reporter(&name);
-            let record = puller.pull(&name, &PullOptions { timeout, progress: Some(progress) }).await;
+            let record = puller
+                .pull(
+                    &name,
+                    &PullOptions {
+                        timeout,
+                        progress: Some(progress),
+                    },
+                )
+                .await;
             finish();
             let record = record?;
             println!("{} {}", record.name, record.manifest);
@@ -91,9 +116,11 @@ pub async fn run(cmd: ImagesCommand) -> anyhow::Result<ExitCode> {
             for file in files {
                 let store = store.clone();
                 let path = file.clone();
-                let records = tokio::task::spawn_blocking(move || outpost_runtime::image::import::import(&store, &path, pin))
-                    .await
-                    .context("import task")??;
+                let records = tokio::task::spawn_blocking(move || {
+                    outpost_runtime::image::import::import(&store, &path, pin)
+                })
+                .await
+                .context("import task")??;
                 for r in records {
                     println!("imported {} {}", r.name, r.manifest);
                 }
@@ -102,12 +129,12 @@ pub async fn run(cmd: ImagesCommand) -> anyhow::Result<ExitCode> {
         }
         ImagesCommand::Rm { dirs, images } => {
             let store = dirs.store()?;
-            let in_use: HashSet<PathBuf> = dirs.runtime()?.records().into_iter().flat_map(|r| r.layers).collect();
+            let in_use = InUse::from_records(dirs.runtime()?.records());
             for image in images {
-                let record = store
-                    .find(&image)?
-                    .with_context(|| format!("no image {image:?}; `outpost images ls` lists them"))?;
-                if record.layers.iter().any(|l| in_use.contains(&store.layer_dir(&l.diff_id))) {
+                let record = store.find(&image)?.with_context(|| {
+                    format!("no image {image:?}; `outpost images ls` lists them")
+                })?;
+                if in_use.images.contains(&record.name.to_string()) {
                     anyhow::bail!("image {} is used by a container; remove the container first (`outpost ctr rm`)", record.name);
                 }
                 store.remove(&record.name, &in_use)?;
@@ -133,9 +160,11 @@ fn reporter(name: &ImageRef) -> (Arc<dyn Fn(Progress) + Send + Sync>, impl FnOnc
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_message(format!("pulling {name}"));
         let b = bar.clone();
@@ -143,7 +172,10 @@ fn reporter(name: &ImageRef) -> (Arc<dyn Fn(Progress) + Send + Sync>, impl FnOnc
             b.set_length(p.total);
             b.set_position(p.done);
         });
-        return (report, Box::new(move || bar.finish_and_clear()) as Box<dyn FnOnce()>);
+        return (
+            report,
+            Box::new(move || bar.finish_and_clear()) as Box<dyn FnOnce()>,
+        );
     }
     let name = name.to_string();
     let start = Instant::now();
@@ -170,7 +202,10 @@ fn reporter(name: &ImageRef) -> (Arc<dyn Fn(Progress) + Send + Sync>, impl FnOnc
 /// `30s`, `5m`, `1h`, `250ms`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h");
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
         "" | "s" => n,
@@ -188,7 +223,8 @@ mod tests {
 
     #[test]
     fn durations() {
-        let check = |s: &str, want: Option<Duration>| assert_eq!(parse_duration(s).ok(), want, "{s}");
+        let check =
+            |s: &str, want: Option<Duration>| assert_eq!(parse_duration(s).ok(), want, "{s}");
         check("30s", Some(Duration::from_secs(30)));
         check("5m", Some(Duration::from_secs(300)));
         check("250ms", Some(Duration::from_millis(250)));

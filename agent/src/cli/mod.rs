@@ -42,21 +42,41 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct NodeDirs {
     /// Persistent state: images, writable layers, logs.
-    #[arg(long, env = "OUTPOST_STATE_DIR", default_value = "/var/lib/outpost", global = true)]
+    #[arg(
+        long,
+        env = "OUTPOST_STATE_DIR",
+        default_value = "/var/lib/outpost",
+        global = true
+    )]
     pub state_dir: PathBuf,
     /// Runtime state (tmpfs): supervisor socket, container bundles.
-    #[arg(long, env = "OUTPOST_RUN_DIR", default_value = "/run/outpost", global = true)]
+    #[arg(
+        long,
+        env = "OUTPOST_RUN_DIR",
+        default_value = "/run/outpost",
+        global = true
+    )]
     pub run_dir: PathBuf,
     /// Registry mirrors and credentials, in the k3s registries.yaml shape.
-    #[arg(long, env = "OUTPOST_REGISTRIES", default_value = "/etc/outpost/registries.yaml", global = true)]
+    #[arg(
+        long,
+        env = "OUTPOST_REGISTRIES",
+        default_value = "/etc/outpost/registries.yaml",
+        global = true
+    )]
     pub registries: PathBuf,
 }
 
 impl NodeDirs {
     /// The node's container runtime (the supervisor is this same binary).
     pub fn runtime(&self) -> anyhow::Result<outpost_runtime::container::Runtime> {
-        let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find the outpost binary: {e}"))?;
-        Ok(outpost_runtime::container::Runtime::new(&self.state_dir, &self.run_dir, &exe))
+        let exe = std::env::current_exe()
+            .map_err(|e| anyhow::anyhow!("cannot find the outpost binary: {e}"))?;
+        Ok(outpost_runtime::container::Runtime::new(
+            &self.state_dir,
+            &self.run_dir,
+            &exe,
+        ))
     }
 
     /// The node's image store.
@@ -67,7 +87,10 @@ impl NodeDirs {
     /// A puller over the store with this node's registries.yaml.
     pub fn puller(&self) -> anyhow::Result<outpost_runtime::image::pull::Puller> {
         let registries = outpost_runtime::image::registries::load(&self.registries)?;
-        Ok(outpost_runtime::image::pull::Puller::new(self.store()?, registries))
+        Ok(outpost_runtime::image::pull::Puller::new(
+            self.store()?,
+            registries,
+        ))
     }
 }
 
@@ -109,8 +132,13 @@ pub fn human_bytes(n: u64) -> String {
 
 /// How long ago an RFC 3339 time was, as kubectl prints ages (`5s`, `3m`, `2h`, `4d`).
 pub fn age(since: &str) -> String {
-    let Ok(then) = since.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
-    let secs = jiff::Timestamp::now().as_second().saturating_sub(then.as_second()).max(0);
+    let Ok(then) = since.parse::<jiff::Timestamp>() else {
+        return "<unknown>".into();
+    };
+    let secs = jiff::Timestamp::now()
+        .as_second()
+        .saturating_sub(then.as_second())
+        .max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

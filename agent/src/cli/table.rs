@@ -35,7 +35,11 @@ pub fn render(headers: &[&str], rows: &[Vec<String>], no_headers: bool) -> Strin
 mod tests {
     #[test]
     fn pads_columns() {
-        let got = super::render(&["NAME", "STATUS"], &[vec!["a-long-name".into(), "Running".into()]], false);
+        let got = super::render(
+            &["NAME", "STATUS"],
+            &[vec!["a-long-name".into(), "Running".into()]],
+            false,
+        );
         assert_eq!(got, "NAME          STATUS\na-long-name   Running\n");
     }
 }

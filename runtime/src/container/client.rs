@@ -59,7 +59,11 @@ impl Runtime {
     /// A runtime over `state_dir` (writable layers) and `run_dir` (supervisor,
     /// bundles); `exe` is the binary that provides the `supervisor` subcommand.
     pub fn new(state_dir: &Path, run_dir: &Path, exe: &Path) -> Self {
-        Runtime { run: RunPaths::new(run_dir), state_dir: state_dir.to_path_buf(), exe: exe.to_path_buf() }
+        Runtime {
+            run: RunPaths::new(run_dir),
+            state_dir: state_dir.to_path_buf(),
+            exe: exe.to_path_buf(),
+        }
     }
 
     /// Directory holding every container's writable layer and record.
@@ -74,12 +78,21 @@ impl Runtime {
 
     /// Creates a container (OCI create: namespaces and cgroup set up, the
     /// process waits for `start`). On failure nothing is left behind.
-    pub fn create(&self, id: &str, spec: &ContainerSpec, image: &ImageRootfs, log: &LogConfig) -> Result<()> {
+    pub fn create(
+        &self,
+        id: &str,
+        spec: &ContainerSpec,
+        image: &ImageRootfs,
+        log: &LogConfig,
+    ) -> Result<()> {
         validate_id(id)?;
         let dir = self.containers_dir().join(id);
         let bundle = self.run.bundle(id);
         if dir.exists() || bundle.exists() {
-            return Err(Error::Container { id: id.to_owned(), message: "a container with this name already exists".into() });
+            return Err(Error::Container {
+                id: id.to_owned(),
+                message: "a container with this name already exists".into(),
+            });
         }
         let result = self.prepare(id, spec, image, &dir, &bundle).and_then(|()| {
             let req = CreateRequest {
@@ -98,20 +111,39 @@ impl Runtime {
         result
     }
 
-    fn prepare(&self, id: &str, spec: &ContainerSpec, image: &ImageRootfs, dir: &Path, bundle: &Path) -> Result<()> {
+    fn prepare(
+        &self,
+        id: &str,
+        spec: &ContainerSpec,
+        image: &ImageRootfs,
+        dir: &Path,
+        bundle: &Path,
+    ) -> Result<()> {
         let upper = dir.join("upper");
         let work = dir.join("work");
         let target = bundle.join("rootfs");
         for d in [&upper, &work, &target] {
             fs::create_dir_all(d).map_err(Error::io("create", d))?;
         }
-        let record = ContainerRecord { id: id.to_owned(), image: image.image.clone(), layers: image.layers.clone() };
+        let record = ContainerRecord {
+            id: id.to_owned(),
+            image: image.image.clone(),
+            layers: image.layers.clone(),
+        };
         write_json(&dir.join("record.json"), &record)?;
         rootfs::mount(&image.layers, &upper, &work, &target)?;
-        let oci = build_spec(spec, &image.config, &target, &HostLimits::current())
-            .map_err(|e| Error::Container { id: id.to_owned(), message: e.to_string() })?;
+        let oci =
+            build_spec(spec, &image.config, &target, &HostLimits::current()).map_err(|e| {
+                Error::Container {
+                    id: id.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
         let config = bundle.join("config.json");
-        oci.save(&config).map_err(|e| Error::Container { id: id.to_owned(), message: format!("write {}: {e}", config.display()) })?;
+        oci.save(&config).map_err(|e| Error::Container {
+            id: id.to_owned(),
+            message: format!("write {}: {e}", config.display()),
+        })?;
         Ok(())
     }
 
@@ -122,7 +154,14 @@ impl Runtime {
 
     /// Sends a signal (to every process of the container with `all`).
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
-        self.call_ok(id, &Request::Kill { id: id.to_owned(), signal, all })
+        self.call_ok(
+            id,
+            &Request::Kill {
+                id: id.to_owned(),
+                signal,
+                all,
+            },
+        )
     }
 
     /// Stops a container as Kubernetes does: SIGTERM, then SIGKILL to every
@@ -137,20 +176,35 @@ impl Runtime {
         }
         self.kill(id, libc_signal(nix::sys::signal::Signal::SIGKILL), true)?;
         self.wait(id, Some(Duration::from_secs(30)))?
-            .ok_or_else(|| Error::Container { id: id.to_owned(), message: "still running 30s after SIGKILL".into() })
+            .ok_or_else(|| Error::Container {
+                id: id.to_owned(),
+                message: "still running 30s after SIGKILL".into(),
+            })
     }
 
     /// Waits for the container to exit; `None` if `timeout` passed first.
     pub fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<Option<ExitInfo>> {
         let conn = self.connect()?;
-        conn.set_read_timeout(timeout).map_err(Error::io("set timeout on", &self.run.supervisor_socket))?;
-        proto::send(&conn, &Request::Wait { id: id.to_owned() }, &[]).map_err(Error::io("send to", &self.run.supervisor_socket))?;
+        conn.set_read_timeout(timeout)
+            .map_err(Error::io("set timeout on", &self.run.supervisor_socket))?;
+        proto::send(&conn, &Request::Wait { id: id.to_owned() }, &[])
+            .map_err(Error::io("send to", &self.run.supervisor_socket))?;
         let mut buf = Vec::new();
         match proto::recv::<Response>(&conn, &mut buf) {
             Ok(Some((Response::Exited { exit }, _))) => Ok(Some(exit)),
-            Ok(Some((Response::Error { message }, _))) => Err(Error::Container { id: id.to_owned(), message }),
+            Ok(Some((Response::Error { message }, _))) => Err(Error::Container {
+                id: id.to_owned(),
+                message,
+            }),
             Ok(other) => Err(unexpected(other.map(|(r, _)| r))),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(Error::io("receive from", &self.run.supervisor_socket)(e)),
         }
     }
@@ -159,35 +213,70 @@ impl Runtime {
     pub fn exec(&self, id: &str, req: ExecRequest, stdio: [OwnedFd; 3]) -> Result<Exec> {
         let conn = self.connect()?;
         let raw = stdio.each_ref().map(|fd| fd.as_raw_fd());
-        proto::send(&conn, &Request::Exec(ExecRequest { id: id.to_owned(), ..req }), &raw)
-            .map_err(Error::io("send to", &self.run.supervisor_socket))?;
+        proto::send(
+            &conn,
+            &Request::Exec(ExecRequest {
+                id: id.to_owned(),
+                ..req
+            }),
+            &raw,
+        )
+        .map_err(Error::io("send to", &self.run.supervisor_socket))?;
         drop(stdio);
         let mut buf = Vec::new();
-        match proto::recv::<Response>(&conn, &mut buf).map_err(Error::io("receive from", &self.run.supervisor_socket))? {
+        match proto::recv::<Response>(&conn, &mut buf)
+            .map_err(Error::io("receive from", &self.run.supervisor_socket))?
+        {
             Some((Response::Started { pid }, _)) => Ok(Exec { conn, buf, pid }),
-            Some((Response::Error { message }, _)) => Err(Error::Container { id: id.to_owned(), message }),
+            Some((Response::Error { message }, _)) => Err(Error::Container {
+                id: id.to_owned(),
+                message,
+            }),
             other => Err(unexpected(other.map(|(r, _)| r))),
         }
     }
 
     /// Runs a command in a running container and collects its output.
     pub fn exec_output(&self, id: &str, args: Vec<String>) -> Result<ExecOutput> {
-        let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::io("pipe", "")(e.into()))?;
-        let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::io("pipe", "")(e.into()))?;
-        let stdin: OwnedFd = File::open("/dev/null").map_err(Error::io("open", "/dev/null"))?.into();
-        let exec = self.exec(id, ExecRequest { id: id.to_owned(), args, env: Vec::new(), cwd: None }, [stdin, out_w, err_w])?;
+        let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("pipe", "")(e.into()))?;
+        let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("pipe", "")(e.into()))?;
+        let stdin: OwnedFd = File::open("/dev/null")
+            .map_err(Error::io("open", "/dev/null"))?
+            .into();
+        let exec = self.exec(
+            id,
+            ExecRequest {
+                id: id.to_owned(),
+                args,
+                env: Vec::new(),
+                cwd: None,
+            },
+            [stdin, out_w, err_w],
+        )?;
         // Read both pipes to the end on two threads so neither can fill and block the process.
         let stderr = std::thread::spawn(move || read_all(err_r));
         let stdout = read_all(out_r);
         let stderr = stderr.join().unwrap_or_default();
         let exit = exec.wait()?;
-        Ok(ExecOutput { stdout, stderr, exit })
+        Ok(ExecOutput {
+            stdout,
+            stderr,
+            exit,
+        })
     }
 
     /// Removes a container: the process (with `force`, even running), its
     /// cgroup, rootfs mount, writable layer and records.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        match self.call_ok(id, &Request::Delete { id: id.to_owned(), force }) {
+        match self.call_ok(
+            id,
+            &Request::Delete {
+                id: id.to_owned(),
+                force,
+            },
+        ) {
             Ok(()) => {}
             // Unknown to the supervisor: only our files can be left.
             Err(Error::Container { message, .. }) if message.starts_with("no such container") => {}
@@ -225,13 +314,18 @@ impl Runtime {
         self.list()?
             .into_iter()
             .find(|c| c.id == id)
-            .ok_or_else(|| Error::Container { id: id.to_owned(), message: "no such container".into() })
+            .ok_or_else(|| Error::Container {
+                id: id.to_owned(),
+                message: "no such container".into(),
+            })
     }
 
     /// The records of every container with files on disk, including ones the
     /// supervisor lost (used by image GC to keep their layers).
     pub fn records(&self) -> Vec<ContainerRecord> {
-        let Ok(dir) = fs::read_dir(self.containers_dir()) else { return Vec::new() };
+        let Ok(dir) = fs::read_dir(self.containers_dir()) else {
+            return Vec::new();
+        };
         dir.flatten()
             .filter_map(|e| fs::read(e.path().join("record.json")).ok())
             .filter_map(|b| serde_json::from_slice(&b).ok())
@@ -240,19 +334,31 @@ impl Runtime {
 
     /// Removes what a crash left between preparing a bundle and the supervisor
     /// knowing the container: mounts, bundles and writable layers of containers
-    /// the supervisor does not know. Returns the ids cleaned.
-    pub fn clean_orphans(&self) -> Result<Vec<String>> {
-        let known: std::collections::HashSet<String> = self.list()?.into_iter().map(|c| c.id).collect();
+    /// the supervisor does not know. Skips anything younger than `min_age`, which
+    /// may be a creation in progress in another process. Returns the ids cleaned.
+    pub fn clean_orphans(&self, min_age: Duration) -> Result<Vec<String>> {
+        let known: std::collections::HashSet<String> =
+            self.list()?.into_iter().map(|c| c.id).collect();
+        let old_enough = |path: &Path| {
+            fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map_or(true, |t| t.elapsed().unwrap_or_default() >= min_age)
+        };
         let mut ids: Vec<String> = [self.containers_dir(), self.run.bundles.clone()]
             .iter()
             .filter_map(|d| fs::read_dir(d).ok())
-            .flat_map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .flat_map(|d| d.flatten())
+            .filter(|e| old_enough(&e.path()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|id| !known.contains(id))
             .collect();
         ids.sort();
         ids.dedup();
         for id in &ids {
-            tracing::info!(id, "removing files of a container the supervisor does not know");
+            tracing::info!(
+                id,
+                "removing files of a container the supervisor does not know"
+            );
             self.remove_files(id)?;
         }
         Ok(ids)
@@ -274,7 +380,10 @@ impl Runtime {
     fn call_ok(&self, id: &str, req: &Request) -> Result<()> {
         match self.call(req)? {
             Response::Ok => Ok(()),
-            Response::Error { message } => Err(Error::Container { id: id.to_owned(), message }),
+            Response::Error { message } => Err(Error::Container {
+                id: id.to_owned(),
+                message,
+            }),
             other => Err(unexpected(Some(other))),
         }
     }
@@ -286,7 +395,9 @@ impl Runtime {
         let mut buf = Vec::new();
         match proto::recv::<Response>(&conn, &mut buf).map_err(Error::io("receive from", sock))? {
             Some((response, _)) => Ok(response),
-            None => Err(Error::io("receive from", sock)(std::io::ErrorKind::UnexpectedEof.into())),
+            None => Err(Error::io("receive from", sock)(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )),
         }
     }
 
@@ -343,7 +454,9 @@ pub struct Exec {
 impl Exec {
     /// Waits for the process to end.
     pub fn wait(mut self) -> Result<ExitInfo> {
-        match proto::recv::<Response>(&self.conn, &mut self.buf).map_err(Error::io("receive exec exit", ""))? {
+        match proto::recv::<Response>(&self.conn, &mut self.buf)
+            .map_err(Error::io("receive exec exit", ""))?
+        {
             Some((Response::Exited { exit }, _)) => Ok(exit),
             other => Err(unexpected(other.map(|(r, _)| r))),
         }
@@ -362,14 +475,17 @@ pub struct ExecOutput {
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && !id.starts_with('.');
     if ok {
         Ok(())
     } else {
         Err(Error::Container {
             id: id.to_owned(),
-            message: "invalid name: use letters, digits, '-', '_' and '.', at most 128 characters".into(),
+            message: "invalid name: use letters, digits, '-', '_' and '.', at most 128 characters"
+                .into(),
         })
     }
 }
@@ -381,7 +497,8 @@ fn read_all(fd: OwnedFd) -> Vec<u8> {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let data = serde_json::to_vec_pretty(value).map_err(|e| Error::io("encode", path)(std::io::Error::other(e)))?;
+    let data = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::io("encode", path)(std::io::Error::other(e)))?;
     crate::fsutil::write_atomic(path, &data).map_err(Error::io("write", path))
 }
 
@@ -390,5 +507,7 @@ fn libc_signal(s: nix::sys::signal::Signal) -> i32 {
 }
 
 fn unexpected(response: Option<Response>) -> Error {
-    Error::Supervisor { message: format!("unexpected answer from the supervisor: {response:?}") }
+    Error::Supervisor {
+        message: format!("unexpected answer from the supervisor: {response:?}"),
+    }
 }

@@ -136,7 +136,13 @@ pub fn send<T: Serialize>(stream: &UnixStream, msg: &T, fds: &[RawFd]) -> io::Re
     let mut cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights[..] };
     let mut rest = &line[..];
     while !rest.is_empty() {
-        match sendmsg::<()>(stream.as_raw_fd(), &[IoSlice::new(rest)], cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(rest)],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
             Ok(sent) => rest = &rest[sent..],
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -161,7 +167,10 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
             return Ok(Some((msg, fds)));
         }
         if buf.len() > MAX_LINE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "message too long"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "message too long",
+            ));
         }
         let mut chunk = [0u8; 8192];
         let mut space = nix::cmsg_space!([RawFd; 4]);
@@ -176,7 +185,11 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
             if let ControlMessageOwned::ScmRights(received) = cmsg {
                 // SAFETY: the kernel just installed these descriptors in this
                 // process for us; nothing else owns them.
-                fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         let n = msg.bytes;
@@ -184,7 +197,10 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
             if buf.is_empty() {
                 return Ok(None);
             }
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-message"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed mid-message",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }

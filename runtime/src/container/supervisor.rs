@@ -34,7 +34,9 @@ use nix::unistd::Pid;
 
 use super::log::{LogWriter, Stream};
 use super::paths::RunPaths;
-use super::proto::{self, ContainerInfo, CreateRequest, ExecRequest, ExitInfo, Request, Response, State};
+use super::proto::{
+    self, ContainerInfo, CreateRequest, ExecRequest, ExitInfo, Request, Response, State,
+};
 
 /// How long the supervisor stays up with nothing to supervise and nobody connected.
 const IDLE_EXIT: Duration = Duration::from_secs(3);
@@ -59,22 +61,33 @@ pub fn run(run_dir: &Path, ready: impl FnOnce()) -> io::Result<()> {
         .mode(0o600)
         .open(&paths.supervisor_lock)
         .map_err(annotate("open", &paths.supervisor_lock))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("another supervisor holds {}: {e}", paths.supervisor_lock.display()),
-        )
-    })?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |e| {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "another supervisor holds {}: {e}",
+                    paths.supervisor_lock.display()
+                ),
+            )
+        },
+    )?;
 
     // Containers inherit the signal dispositions of their creator through exec:
     // the Rust runtime ignores SIGPIPE, which a workload must not inherit. All
     // socket writes here use MSG_NOSIGNAL instead.
     // SAFETY: restoring a default disposition installs no handler.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .map_err(io::Error::from)?;
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    }
+    .map_err(io::Error::from)?;
 
     let _ = fs::remove_file(&paths.supervisor_socket);
-    let listener = UnixListener::bind(&paths.supervisor_socket).map_err(annotate("bind", &paths.supervisor_socket))?;
+    let listener = UnixListener::bind(&paths.supervisor_socket)
+        .map_err(annotate("bind", &paths.supervisor_socket))?;
     fs::set_permissions(&paths.supervisor_socket, fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
     fs::write(&paths.supervisor_pid, format!("{}\n", std::process::id()))?;
@@ -152,7 +165,10 @@ impl Supervisor {
                     fds.push(fd.as_fd());
                 }
                 if let Some(logs) = &entry.logs {
-                    for (stream, fd) in [(Stream::Stdout, &logs.stdout), (Stream::Stderr, &logs.stderr)] {
+                    for (stream, fd) in [
+                        (Stream::Stdout, &logs.stdout),
+                        (Stream::Stderr, &logs.stderr),
+                    ] {
                         if let Some(fd) = fd {
                             slots.push(Slot::Log(id.clone(), stream));
                             fds.push(fd.as_fd());
@@ -168,9 +184,13 @@ impl Supervisor {
                 slots.push(Slot::Waiter(i));
                 fds.push(conn.as_fd());
             }
-            let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+            let mut pollfds: Vec<PollFd<'_>> = fds
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
 
-            let idle = self.containers.is_empty() && self.execs.is_empty() && self.waiters.is_empty();
+            let idle =
+                self.containers.is_empty() && self.execs.is_empty() && self.waiters.is_empty();
             let timeout = if idle {
                 let left = IDLE_EXIT.saturating_sub(self.last_activity.elapsed());
                 if left.is_zero() {
@@ -187,7 +207,10 @@ impl Supervisor {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-            let woke = pollfds.iter().filter(|p| p.revents().is_some_and(|r| !r.is_empty())).count();
+            let woke = pollfds
+                .iter()
+                .filter(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .count();
             let ready: Vec<(Slot, PollFlags)> = pollfds
                 .iter()
                 .zip(slots)
@@ -245,15 +268,35 @@ impl Supervisor {
         };
         tracing::debug!(?request, "request");
         let response = match request {
-            Request::Ping => Response::Pong { pid: std::process::id(), version: env!("CARGO_PKG_VERSION").to_owned() },
-            Request::Create(req) => self.create(req).map(|()| Response::Ok).unwrap_or_else(error),
+            Request::Ping => Response::Pong {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            Request::Create(req) => self
+                .create(req)
+                .map(|()| Response::Ok)
+                .unwrap_or_else(error),
             Request::Start { id } => self.start(&id).map(|()| Response::Ok).unwrap_or_else(error),
-            Request::Kill { id, signal, all } => self.kill(&id, signal, all).map(|()| Response::Ok).unwrap_or_else(error),
-            Request::Delete { id, force } => self.delete(&id, force).map(|()| Response::Ok).unwrap_or_else(error),
-            Request::List => Response::Containers { containers: self.containers.values().map(|e| e.info.clone()).collect() },
+            Request::Kill { id, signal, all } => self
+                .kill(&id, signal, all)
+                .map(|()| Response::Ok)
+                .unwrap_or_else(error),
+            Request::Delete { id, force } => self
+                .delete(&id, force)
+                .map(|()| Response::Ok)
+                .unwrap_or_else(error),
+            Request::List => Response::Containers {
+                containers: self.containers.values().map(|e| e.info.clone()).collect(),
+            },
             Request::Wait { id } => match self.containers.get(&id) {
                 None => error(format!("no such container {id:?}")),
-                Some(Entry { info: ContainerInfo { exit: Some(exit), .. }, .. }) => Response::Exited { exit: exit.clone() },
+                Some(Entry {
+                    info:
+                        ContainerInfo {
+                            exit: Some(exit), ..
+                        },
+                    ..
+                }) => Response::Exited { exit: exit.clone() },
                 Some(_) => {
                     self.waiters.push((id, conn));
                     return Ok(());
@@ -276,23 +319,40 @@ impl Supervisor {
             return Err(format!("container {:?} already exists", req.id));
         }
         let record_dir = self.paths.record_dir(&req.id);
-        fs::create_dir_all(&record_dir).map_err(|e| format!("create {}: {e}", record_dir.display()))?;
+        fs::create_dir_all(&record_dir)
+            .map_err(|e| format!("create {}: {e}", record_dir.display()))?;
         let writer = LogWriter::open(&req.log_path, req.log_max_size, req.log_max_files)
             .map_err(|e| format!("open log {}: {e}", req.log_path.display()))?;
-        let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-            .map_err(|e| format!("pipe: {e}"))?;
-        let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-            .map_err(|e| format!("pipe: {e}"))?;
+        let (out_r, out_w) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )
+        .map_err(|e| format!("pipe: {e}"))?;
+        let (err_r, err_w) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )
+        .map_err(|e| format!("pipe: {e}"))?;
         // The write ends are the container's stdout/stderr: they must block.
         for w in [&out_w, &err_w] {
-            rustix::fs::fcntl_setfl(w, rustix::fs::OFlags::empty()).map_err(|e| format!("fcntl: {e}"))?;
+            rustix::fs::fcntl_setfl(w, rustix::fs::OFlags::empty())
+                .map_err(|e| format!("fcntl: {e}"))?;
         }
         let devnull = File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
 
         let built = ContainerBuilder::new(req.id.clone(), SyscallType::default())
             .with_root_path(&self.paths.youki)
-            .and_then(|b| b.with_stdin(devnull).with_stdout(out_w).with_stderr(err_w).validate_id())
-            .and_then(|b| b.as_init(&req.bundle).with_systemd(false).with_detach(true).as_sibling(false).build());
+            .and_then(|b| {
+                b.with_stdin(devnull)
+                    .with_stdout(out_w)
+                    .with_stderr(err_w)
+                    .validate_id()
+            })
+            .and_then(|b| {
+                b.as_init(&req.bundle)
+                    .with_systemd(false)
+                    .with_detach(true)
+                    .as_sibling(false)
+                    .build()
+            });
         let container = match built {
             Ok(c) => c,
             Err(e) => {
@@ -306,7 +366,13 @@ impl Supervisor {
             }
         };
         let pid = container.pid().map(Pid::as_raw);
-        let pidfd = pid.and_then(|p| rustix::process::pidfd_open(rustix::process::Pid::from_raw(p)?, rustix::process::PidfdFlags::empty()).ok());
+        let pidfd = pid.and_then(|p| {
+            rustix::process::pidfd_open(
+                rustix::process::Pid::from_raw(p)?,
+                rustix::process::PidfdFlags::empty(),
+            )
+            .ok()
+        });
         let info = ContainerInfo {
             id: req.id.clone(),
             state: State::Created,
@@ -322,7 +388,11 @@ impl Supervisor {
             info,
             pidfd,
             child: true,
-            logs: Some(Logs { writer, stdout: Some(out_r), stderr: Some(err_r) }),
+            logs: Some(Logs {
+                writer,
+                stdout: Some(out_r),
+                stderr: Some(err_r),
+            }),
         };
         self.save(&entry.info);
         self.containers.insert(req.id, entry);
@@ -330,13 +400,21 @@ impl Supervisor {
     }
 
     fn start(&mut self, id: &str) -> Result<(), String> {
-        let entry = self.containers.get_mut(id).ok_or_else(|| format!("no such container {id:?}"))?;
+        let entry = self
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| format!("no such container {id:?}"))?;
         if entry.info.state != State::Created {
-            return Err(format!("container {id:?} is {:?}, not created", entry.info.state));
+            return Err(format!(
+                "container {id:?} is {:?}, not created",
+                entry.info.state
+            ));
         }
-        let mut container =
-            Container::load(self.paths.youki.join(id)).map_err(|e| format!("load container {id:?}: {e}"))?;
-        container.start().map_err(|e| format!("start container {id:?}: {e}"))?;
+        let mut container = Container::load(self.paths.youki.join(id))
+            .map_err(|e| format!("load container {id:?}: {e}"))?;
+        container
+            .start()
+            .map_err(|e| format!("start container {id:?}: {e}"))?;
         entry.info.state = State::Running;
         entry.info.started_at = Some(now());
         let info = entry.info.clone();
@@ -345,13 +423,16 @@ impl Supervisor {
     }
 
     fn kill(&mut self, id: &str, signal: i32, all: bool) -> Result<(), String> {
-        let entry = self.containers.get(id).ok_or_else(|| format!("no such container {id:?}"))?;
+        let entry = self
+            .containers
+            .get(id)
+            .ok_or_else(|| format!("no such container {id:?}"))?;
         if entry.info.state == State::Exited && !all {
             return Ok(());
         }
         let signal = Signal::try_from(signal).map_err(|e| format!("signal {signal}: {e}"))?;
-        let mut container =
-            Container::load(self.paths.youki.join(id)).map_err(|e| format!("load container {id:?}: {e}"))?;
+        let mut container = Container::load(self.paths.youki.join(id))
+            .map_err(|e| format!("load container {id:?}: {e}"))?;
         match container.kill(signal, all) {
             Ok(()) => Ok(()),
             // Ended between our check and the signal: that is what the caller wanted.
@@ -361,18 +442,28 @@ impl Supervisor {
     }
 
     fn delete(&mut self, id: &str, force: bool) -> Result<(), String> {
-        let entry = self.containers.get(id).ok_or_else(|| format!("no such container {id:?}"))?;
+        let entry = self
+            .containers
+            .get(id)
+            .ok_or_else(|| format!("no such container {id:?}"))?;
         if entry.info.state != State::Exited {
             if !force {
-                return Err(format!("container {id:?} is {:?}: stop it first", entry.info.state));
+                return Err(format!(
+                    "container {id:?} is {:?}: stop it first",
+                    entry.info.state
+                ));
             }
             self.kill(id, libc_sigkill(), true)?;
             self.wait_exit(id, Duration::from_secs(10))?;
         }
         if let Ok(mut container) = Container::load(self.paths.youki.join(id)) {
-            container.delete(true).map_err(|e| format!("delete container {id:?}: {e}"))?;
+            container
+                .delete(true)
+                .map_err(|e| format!("delete container {id:?}: {e}"))?;
         }
-        let Some(mut entry) = self.containers.remove(id) else { return Ok(()) };
+        let Some(mut entry) = self.containers.remove(id) else {
+            return Ok(());
+        };
         if let Some(logs) = entry.logs.as_mut() {
             // Whatever is still buffered in the pipes belongs in the log.
             for stream in [Stream::Stdout, Stream::Stderr] {
@@ -396,19 +487,25 @@ impl Supervisor {
                 _ => return Ok(()),
             }
             if Instant::now() > deadline {
-                return Err(format!("container {id:?} did not exit within {limit:?} of SIGKILL"));
+                return Err(format!(
+                    "container {id:?} did not exit within {limit:?} of SIGKILL"
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     fn exec(&mut self, req: ExecRequest, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), String> {
-        let entry = self.containers.get(&req.id).ok_or_else(|| format!("no such container {:?}", req.id))?;
+        let entry = self
+            .containers
+            .get(&req.id)
+            .ok_or_else(|| format!("no such container {:?}", req.id))?;
         if entry.info.state != State::Running {
             return Err(format!("container {:?} is not running", req.id));
         }
-        let [stdin, stdout, stderr]: [OwnedFd; 3] =
-            fds.try_into().map_err(|_| "exec needs exactly three descriptors (stdin, stdout, stderr)".to_owned())?;
+        let [stdin, stdout, stderr]: [OwnedFd; 3] = fds.try_into().map_err(|_| {
+            "exec needs exactly three descriptors (stdin, stdout, stderr)".to_owned()
+        })?;
         let pid = ContainerBuilder::new(req.id.clone(), SyscallType::default())
             .with_root_path(&self.paths.youki)
             .map(|b| b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr))
@@ -420,10 +517,19 @@ impl Supervisor {
                     .with_detach(true)
                     .build()
             })
-            .map_err(|e| format!("exec {:?} in container {:?}: {e}", req.args.join(" "), req.id))?;
+            .map_err(|e| {
+                format!(
+                    "exec {:?} in container {:?}: {e}",
+                    req.args.join(" "),
+                    req.id
+                )
+            })?;
         let pidfd = rustix::process::Pid::from_raw(pid.as_raw())
             .ok_or_else(|| "exec returned no pid".to_owned())
-            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).map_err(|e| format!("pidfd_open: {e}")))?;
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                    .map_err(|e| format!("pidfd_open: {e}"))
+            })?;
         Ok((pid.as_raw(), pidfd))
     }
 
@@ -432,7 +538,9 @@ impl Supervisor {
         loop {
             let (pid, code, signal) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), code, None),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), 128 + sig as i32, Some(sig as i32)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    (pid.as_raw(), 128 + sig as i32, Some(sig as i32))
+                }
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
                 Ok(_) => continue,
                 Err(e) => {
@@ -441,11 +549,22 @@ impl Supervisor {
                 }
             };
             if let Some(exec) = self.execs.remove(&pid) {
-                let exit = ExitInfo { code, signal, oom_killed: false, unknown: false, finished_at: now() };
+                let exit = ExitInfo {
+                    code,
+                    signal,
+                    oom_killed: false,
+                    unknown: false,
+                    finished_at: now(),
+                };
                 let _ = reply(&exec.conn, &Response::Exited { exit });
                 continue;
             }
-            let Some(id) = self.containers.iter().find(|(_, e)| e.child && e.info.pid == Some(pid) && e.info.exit.is_none()).map(|(id, _)| id.clone()) else {
+            let Some(id) = self
+                .containers
+                .iter()
+                .find(|(_, e)| e.child && e.info.pid == Some(pid) && e.info.exit.is_none())
+                .map(|(id, _)| id.clone())
+            else {
                 continue;
             };
             self.record_exit(&id, code, signal, false);
@@ -463,7 +582,9 @@ impl Supervisor {
     }
 
     fn record_exit(&mut self, id: &str, code: i32, signal: Option<i32>, unknown: bool) {
-        let Some(entry) = self.containers.get_mut(id) else { return };
+        let Some(entry) = self.containers.get_mut(id) else {
+            return;
+        };
         let exit = ExitInfo {
             code,
             signal,
@@ -477,7 +598,9 @@ impl Supervisor {
         entry.pidfd = None;
         let info = entry.info.clone();
         self.save(&info);
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters).into_iter().partition(|(w, _)| w == id);
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|(w, _)| w == id);
         self.waiters = waiting;
         for (_, conn) in done {
             let _ = reply(&conn, &Response::Exited { exit: exit.clone() });
@@ -485,7 +608,9 @@ impl Supervisor {
     }
 
     fn pump_log(&mut self, id: &str, stream: Stream) {
-        let Some(logs) = self.containers.get_mut(id).and_then(|e| e.logs.as_mut()) else { return };
+        let Some(logs) = self.containers.get_mut(id).and_then(|e| e.logs.as_mut()) else {
+            return;
+        };
         if drain(logs, stream, LOG_READ_BUDGET) {
             let _ = logs.writer.close_stream(stream, jiff::Timestamp::now());
             match stream {
@@ -497,7 +622,9 @@ impl Supervisor {
 
     /// Re-adopts what a previous supervisor of this run dir left.
     fn adopt(&mut self) {
-        let Ok(dir) = fs::read_dir(&self.paths.containers) else { return };
+        let Ok(dir) = fs::read_dir(&self.paths.containers) else {
+            return;
+        };
         for record in dir.flatten() {
             let path = record.path().join("record.json");
             let info: ContainerInfo = match fs::read(&path).map(|b| serde_json::from_slice(&b)) {
@@ -506,15 +633,27 @@ impl Supervisor {
             };
             let pidfd = match (info.state, info.pid) {
                 (State::Exited, _) | (_, None) => None,
-                (_, Some(pid)) => rustix::process::Pid::from_raw(pid)
-                    .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()),
+                (_, Some(pid)) => rustix::process::Pid::from_raw(pid).and_then(|p| {
+                    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                }),
             };
             tracing::info!(id = %info.id, state = ?info.state, "adopted container from a previous supervisor");
-            let mut entry = Entry { info, pidfd, child: false, logs: None };
+            let mut entry = Entry {
+                info,
+                pidfd,
+                child: false,
+                logs: None,
+            };
             if entry.info.state != State::Exited && entry.pidfd.is_none() {
                 // Gone while nobody watched: the code is lost.
                 entry.info.state = State::Exited;
-                entry.info.exit = Some(ExitInfo { code: 137, signal: None, oom_killed: false, unknown: true, finished_at: now() });
+                entry.info.exit = Some(ExitInfo {
+                    code: 137,
+                    signal: None,
+                    oom_killed: false,
+                    unknown: true,
+                    finished_at: now(),
+                });
                 self.save(&entry.info);
             }
             self.containers.insert(entry.info.id.clone(), entry);
@@ -524,7 +663,9 @@ impl Supervisor {
     /// Persists a container's record (crash-safe: write, fsync, rename).
     fn save(&self, info: &ContainerInfo) {
         let path = self.paths.record_dir(&info.id).join("record.json");
-        if let Err(e) = crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(info).unwrap_or_default()) {
+        if let Err(e) =
+            crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(info).unwrap_or_default())
+        {
             tracing::error!("save {}: {e}", path.display());
         }
     }
@@ -565,7 +706,9 @@ fn reply(conn: &UnixStream, response: &Response) -> io::Result<()> {
 }
 
 fn error(message: impl ToString) -> Response {
-    Response::Error { message: message.to_string() }
+    Response::Error {
+        message: message.to_string(),
+    }
 }
 
 fn now() -> String {
@@ -586,7 +729,12 @@ fn cgroup_roots() -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     if root.join("memory").is_dir() {
         fs::read_dir(root)
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
             .unwrap_or_default()
     } else {
         vec![root.to_path_buf()]
@@ -596,11 +744,18 @@ fn cgroup_roots() -> Vec<PathBuf> {
 /// How many OOM kills the container's memory cgroup has seen.
 fn oom_kills(cgroups_path: &str) -> u64 {
     let rel = cgroups_path.trim_start_matches('/');
-    let v1 = Path::new("/sys/fs/cgroup/memory").join(rel).join("memory.oom_control");
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(rel)
+        .join("memory.oom_control");
     let v2 = Path::new("/sys/fs/cgroup").join(rel).join("memory.events");
-    let text = fs::read_to_string(&v1).or_else(|_| fs::read_to_string(&v2)).unwrap_or_default();
+    let text = fs::read_to_string(&v1)
+        .or_else(|_| fs::read_to_string(&v2))
+        .unwrap_or_default();
     text.lines()
-        .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("oom_kill ")
+                .and_then(|n| n.trim().parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -636,7 +791,9 @@ pub fn spawn_detached(run_dir: &Path) -> io::Result<()> {
             let mut byte = [0u8; 1];
             match File::from(ready_r).read(&mut byte) {
                 Ok(1) => Ok(()),
-                _ => Err(io::Error::other("the supervisor failed to start; its log says why")),
+                _ => Err(io::Error::other(
+                    "the supervisor failed to start; its log says why",
+                )),
             }
         }
         nix::unistd::ForkResult::Child => {

@@ -25,7 +25,9 @@ impl Digest {
 
     /// Finishes a running hash into a digest.
     pub fn from_hasher(hasher: Sha256) -> Self {
-        Digest { hex: hex::encode(hasher.finalize()) }
+        Digest {
+            hex: hex::encode(hasher.finalize()),
+        }
     }
 
     /// The 64 hex characters, without the algorithm (used as file names).
@@ -43,12 +45,16 @@ impl FromStr for Digest {
     type Err = InvalidDigest;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| InvalidDigest(s.to_owned()))?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| InvalidDigest(s.to_owned()))?;
         let valid = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !valid {
             return Err(InvalidDigest(s.to_owned()));
         }
-        Ok(Digest { hex: hex.to_owned() })
+        Ok(Digest {
+            hex: hex.to_owned(),
+        })
     }
 }
 

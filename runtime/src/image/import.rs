@@ -21,14 +21,21 @@ use super::store::{ImageRecord, LayerRecord, Store, MAX_METADATA_BLOB};
 use crate::error::{Error, Result};
 
 /// Annotations that carry an image's name in OCI archives.
-const NAME_ANNOTATIONS: &[&str] = &["io.containerd.image.name", "org.opencontainers.image.ref.name"];
+const NAME_ANNOTATIONS: &[&str] = &[
+    "io.containerd.image.name",
+    "org.opencontainers.image.ref.name",
+];
 
 /// Imports every image in the archive at `path`; `pinned` images are never
 /// garbage-collected (the air-gap dir's). Returns the records written.
 /// Blocking: call from `spawn_blocking` in async code.
 pub fn import(store: &Store, path: &Path, pinned: bool) -> Result<Vec<ImageRecord>> {
     let _guard = store.use_guard()?;
-    let scratch = store.root().join("ingest").join(format!("import-{}-{}", std::process::id(), unique()));
+    let scratch =
+        store
+            .root()
+            .join("ingest")
+            .join(format!("import-{}-{}", std::process::id(), unique()));
     fs::create_dir_all(&scratch).map_err(Error::io("create", &scratch))?;
     let result = Archive::extract(path, &scratch).and_then(|archive| archive.import(store, pinned));
     let _ = fs::remove_dir_all(&scratch);
@@ -49,14 +56,26 @@ struct Archive {
 
 impl Archive {
     fn extract(path: &Path, scratch: &Path) -> Result<Archive> {
-        let bad = |message: String| Error::Import { path: path.to_path_buf(), message };
+        let bad = |message: String| Error::Import {
+            path: path.to_path_buf(),
+            message,
+        };
         let file = File::open(path).map_err(Error::io("open", path))?;
         let mut tar = tar::Archive::new(io::BufReader::new(file));
         let mut files = HashMap::new();
         let mut links = Vec::new();
-        for (n, entry) in tar.entries().map_err(|e| bad(format!("not a tar archive: {e}")))?.enumerate() {
+        for (n, entry) in tar
+            .entries()
+            .map_err(|e| bad(format!("not a tar archive: {e}")))?
+            .enumerate()
+        {
             let mut entry = entry.map_err(|e| bad(format!("broken tar: {e}")))?;
-            let name = normalise(&entry.path_bytes()).ok_or_else(|| bad(format!("entry {:?} leaves the archive", String::from_utf8_lossy(&entry.path_bytes()))))?;
+            let name = normalise(&entry.path_bytes()).ok_or_else(|| {
+                bad(format!(
+                    "entry {:?} leaves the archive",
+                    String::from_utf8_lossy(&entry.path_bytes())
+                ))
+            })?;
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let dest = scratch.join(n.to_string());
@@ -66,32 +85,50 @@ impl Archive {
                 }
                 // `docker save` links repeated layers to their first copy.
                 tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
                     let base = if entry.header().entry_type() == tar::EntryType::Symlink {
-                        Path::new(&name).parent().map(Path::to_path_buf).unwrap_or_default()
+                        Path::new(&name)
+                            .parent()
+                            .map(Path::to_path_buf)
+                            .unwrap_or_default()
                     } else {
                         PathBuf::new()
                     };
-                    let joined = base.join(String::from_utf8_lossy(&target).as_ref());
-                    let target = normalise(joined.to_string_lossy().as_bytes()).ok_or_else(|| bad(format!("link {name} points outside the archive")))?;
+                    let target = resolve_link(&base, &target)
+                        .ok_or_else(|| bad(format!("link {name} points outside the archive")))?;
                     links.push((name, target));
                 }
                 _ => {}
             }
         }
         for (name, target) in links {
-            let resolved = files.get(&target).cloned().ok_or_else(|| bad(format!("link {name} points to missing {target}")))?;
+            let resolved = files
+                .get(&target)
+                .cloned()
+                .ok_or_else(|| bad(format!("link {name} points to missing {target}")))?;
             files.insert(name, resolved);
         }
-        Ok(Archive { path: path.to_path_buf(), files })
+        Ok(Archive {
+            path: path.to_path_buf(),
+            files,
+        })
     }
 
     fn bad(&self, message: impl Into<String>) -> Error {
-        Error::Import { path: self.path.clone(), message: message.into() }
+        Error::Import {
+            path: self.path.clone(),
+            message: message.into(),
+        }
     }
 
     fn read_small(&self, name: &str) -> Result<Vec<u8>> {
-        let path = self.files.get(name).ok_or_else(|| self.bad(format!("{name} is missing")))?;
+        let path = self
+            .files
+            .get(name)
+            .ok_or_else(|| self.bad(format!("{name} is missing")))?;
         let len = fs::metadata(path).map_err(Error::io("stat", path))?.len();
         if len > MAX_METADATA_BLOB {
             return Err(self.bad(format!("{name} is too large ({len} bytes) for metadata")));
@@ -102,10 +139,17 @@ impl Archive {
     /// A blob of an OCI layout, verified against its digest.
     fn blob(&self, digest: &Digest) -> Result<&Path> {
         let name = format!("blobs/sha256/{}", digest.hex());
-        let path = self.files.get(&name).ok_or_else(|| self.bad(format!("blob {digest} is missing")))?;
+        let path = self
+            .files
+            .get(&name)
+            .ok_or_else(|| self.bad(format!("blob {digest} is missing")))?;
         let actual = hash_file(path).map_err(Error::io("read", path))?;
         if &actual != digest {
-            return Err(Error::DigestMismatch { what: format!("{} in {}", name, self.path.display()), expected: digest.clone(), actual });
+            return Err(Error::DigestMismatch {
+                what: format!("{} in {}", name, self.path.display()),
+                expected: digest.clone(),
+                actual,
+            });
         }
         Ok(path)
     }
@@ -116,12 +160,14 @@ impl Archive {
         } else if self.files.contains_key("manifest.json") {
             self.import_docker(store, pinned)
         } else {
-            Err(self.bad("neither an OCI archive (index.json) nor a docker archive (manifest.json)"))
+            Err(self
+                .bad("neither an OCI archive (index.json) nor a docker archive (manifest.json)"))
         }
     }
 
     fn import_oci(&self, store: &Store, pinned: bool) -> Result<Vec<ImageRecord>> {
-        let index: ImageIndex = serde_json::from_slice(&self.read_small("index.json")?).map_err(|e| self.bad(format!("index.json: {e}")))?;
+        let index: ImageIndex = serde_json::from_slice(&self.read_small("index.json")?)
+            .map_err(|e| self.bad(format!("index.json: {e}")))?;
         let mut records = Vec::new();
         for desc in index.manifests() {
             let annotations = desc.annotations().clone().unwrap_or_default();
@@ -129,27 +175,54 @@ impl Archive {
                 .iter()
                 .filter_map(|k| annotations.get(*k))
                 .find(|n| n.contains(['/', ':']))
-                .ok_or_else(|| self.bad(format!("manifest {} has no image name (annotation {})", desc.digest(), NAME_ANNOTATIONS.join(" or "))))?;
+                .ok_or_else(|| {
+                    self.bad(format!(
+                        "manifest {} has no image name (annotation {})",
+                        desc.digest(),
+                        NAME_ANNOTATIONS.join(" or ")
+                    ))
+                })?;
             let name: ImageRef = name.parse().map_err(|e| self.bad(format!("{e}")))?;
-            let mut digest: Digest = desc.digest().to_string().parse().map_err(|e| self.bad(format!("{e}")))?;
+            let mut digest: Digest = desc
+                .digest()
+                .to_string()
+                .parse()
+                .map_err(|e| self.bad(format!("{e}")))?;
             let mut raw = fs::read(self.blob(&digest)?).map_err(Error::io("read", &self.path))?;
             if let Ok(nested) = serde_json::from_slice::<ImageIndex>(&raw) {
-                if !nested.manifests().is_empty() && serde_json::from_slice::<ImageManifest>(&raw).is_err() {
+                if !nested.manifests().is_empty()
+                    && serde_json::from_slice::<ImageManifest>(&raw).is_err()
+                {
                     digest = pick_platform(&nested).map_err(|m| self.bad(m))?;
                     raw = fs::read(self.blob(&digest)?).map_err(Error::io("read", &self.path))?;
                 }
             }
-            let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| self.bad(format!("manifest {digest}: {e}")))?;
-            let config_digest: Digest = manifest.config().digest().to_string().parse().map_err(|e| self.bad(format!("{e}")))?;
-            let config = fs::read(self.blob(&config_digest)?).map_err(Error::io("read", &self.path))?;
+            let manifest: ImageManifest = serde_json::from_slice(&raw)
+                .map_err(|e| self.bad(format!("manifest {digest}: {e}")))?;
+            let config_digest: Digest = manifest
+                .config()
+                .digest()
+                .to_string()
+                .parse()
+                .map_err(|e| self.bad(format!("{e}")))?;
+            let config =
+                fs::read(self.blob(&config_digest)?).map_err(Error::io("read", &self.path))?;
             let diff_ids = diff_ids(&config).map_err(|m| self.bad(m))?;
             if diff_ids.len() != manifest.layers().len() {
-                return Err(self.bad(format!("manifest {digest} has {} layers, its config {} diff ids", manifest.layers().len(), diff_ids.len())));
+                return Err(self.bad(format!(
+                    "manifest {digest} has {} layers, its config {} diff ids",
+                    manifest.layers().len(),
+                    diff_ids.len()
+                )));
             }
             let mut layers = Vec::new();
             for (l, diff_id) in manifest.layers().iter().zip(diff_ids) {
                 let layer = LayerRecord {
-                    digest: l.digest().to_string().parse().map_err(|e| self.bad(format!("{e}")))?,
+                    digest: l
+                        .digest()
+                        .to_string()
+                        .parse()
+                        .map_err(|e| self.bad(format!("{e}")))?,
                     diff_id,
                     media_type: l.media_type().to_string(),
                     size: l.size(),
@@ -175,22 +248,34 @@ impl Archive {
             repo_tags: Option<Vec<String>>,
             layers: Vec<String>,
         }
-        let entries: Vec<Entry> = serde_json::from_slice(&self.read_small("manifest.json")?).map_err(|e| self.bad(format!("manifest.json: {e}")))?;
+        let entries: Vec<Entry> = serde_json::from_slice(&self.read_small("manifest.json")?)
+            .map_err(|e| self.bad(format!("manifest.json: {e}")))?;
         let mut records = Vec::new();
         for entry in entries {
             let tags = entry.repo_tags.unwrap_or_default();
             if tags.is_empty() {
-                return Err(self.bad(format!("image {} has no RepoTags: nothing to call it", entry.config)));
+                return Err(self.bad(format!(
+                    "image {} has no RepoTags: nothing to call it",
+                    entry.config
+                )));
             }
             let config = self.read_small(&entry.config)?;
             let config_digest = Digest::of(&config);
             let diff_ids = diff_ids(&config).map_err(|m| self.bad(m))?;
             if diff_ids.len() != entry.layers.len() {
-                return Err(self.bad(format!("image {} lists {} layers, its config {} diff ids", tags[0], entry.layers.len(), diff_ids.len())));
+                return Err(self.bad(format!(
+                    "image {} lists {} layers, its config {} diff ids",
+                    tags[0],
+                    entry.layers.len(),
+                    diff_ids.len()
+                )));
             }
             let mut layers = Vec::new();
             for (file, diff_id) in entry.layers.iter().zip(diff_ids) {
-                let path = self.files.get(file).ok_or_else(|| self.bad(format!("layer {file} is missing")))?;
+                let path = self
+                    .files
+                    .get(file)
+                    .ok_or_else(|| self.bad(format!("layer {file} is missing")))?;
                 let layer = LayerRecord {
                     digest: hash_file(path).map_err(Error::io("read", path))?,
                     diff_id,
@@ -218,22 +303,49 @@ impl Archive {
             store.write_blob(&digest, &raw)?;
             for tag in tags {
                 let name: ImageRef = tag.parse().map_err(|e| self.bad(format!("{e}")))?;
-                records.push(commit(store, name, digest.clone(), config_digest.clone(), layers.clone(), pinned)?);
+                records.push(commit(
+                    store,
+                    name,
+                    digest.clone(),
+                    config_digest.clone(),
+                    layers.clone(),
+                    pinned,
+                )?);
             }
         }
         Ok(records)
     }
 }
 
-fn commit(store: &Store, name: ImageRef, manifest: Digest, config: Digest, layers: Vec<LayerRecord>, pinned: bool) -> Result<ImageRecord> {
-    let record = ImageRecord { name, manifest, config, layers, pinned, created_at: jiff::Timestamp::now().to_string() };
+fn commit(
+    store: &Store,
+    name: ImageRef,
+    manifest: Digest,
+    config: Digest,
+    layers: Vec<LayerRecord>,
+    pinned: bool,
+) -> Result<ImageRecord> {
+    let record = ImageRecord {
+        name,
+        manifest,
+        config,
+        layers,
+        pinned,
+        created_at: jiff::Timestamp::now().to_string(),
+    };
     store.commit(record.clone())?;
     Ok(record)
 }
 
 fn diff_ids(config: &[u8]) -> Result<Vec<Digest>, String> {
-    let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(config).map_err(|e| format!("image config: {e}"))?;
-    config.rootfs().diff_ids().iter().map(|d| d.parse().map_err(|e| format!("diff id: {e}"))).collect()
+    let config: oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(config).map_err(|e| format!("image config: {e}"))?;
+    config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| d.parse().map_err(|e| format!("diff id: {e}")))
+        .collect()
 }
 
 fn pick_platform(index: &ImageIndex) -> Result<Digest, String> {
@@ -241,9 +353,31 @@ fn pick_platform(index: &ImageIndex) -> Result<Digest, String> {
     index
         .manifests()
         .iter()
-        .find(|m| m.platform().as_ref().is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch))
+        .find(|m| {
+            m.platform().as_ref().is_some_and(|p| {
+                p.os().to_string() == "linux" && p.architecture().to_string() == arch
+            })
+        })
         .ok_or_else(|| format!("no linux/{arch} image in the archive's index"))
         .and_then(|m| m.digest().to_string().parse().map_err(|e| format!("{e}")))
+}
+
+/// Resolves a link target inside the archive: `..` may climb within it but
+/// never above its root; absolute targets are refused.
+fn resolve_link(base: &Path, target: &[u8]) -> Option<String> {
+    let target = std::str::from_utf8(target).ok()?;
+    let mut parts: Vec<&str> = Vec::new();
+    for c in base.components().chain(Path::new(target).components()) {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// `./a/b/` → `a/b`; `None` for absolute paths or `..`.
@@ -266,13 +400,31 @@ mod tests {
 
     #[test]
     fn archive_paths_stay_inside() {
-        let check = |raw: &str, want: Option<&str>| assert_eq!(normalise(raw.as_bytes()).as_deref(), want, "{raw}");
+        let check = |raw: &str, want: Option<&str>| {
+            assert_eq!(normalise(raw.as_bytes()).as_deref(), want, "{raw}")
+        };
         check("./blobs/sha256/ab", Some("blobs/sha256/ab"));
         check("index.json", Some("index.json"));
         check("abc/layer.tar", Some("abc/layer.tar"));
         check("../x", None);
         check("/etc/passwd", None);
         check("a/../../x", None);
+    }
+
+    #[test]
+    fn links_resolve_within_the_archive() {
+        let check = |base: &str, target: &str, want: Option<&str>| {
+            assert_eq!(
+                resolve_link(Path::new(base), target.as_bytes()).as_deref(),
+                want,
+                "{base} -> {target}"
+            )
+        };
+        check("abc", "../def.tar", Some("def.tar"));
+        check("abc", "layer.tar", Some("abc/layer.tar"));
+        check("", "blobs/sha256/x", Some("blobs/sha256/x"));
+        check("abc", "../../etc/passwd", None);
+        check("abc", "/etc/passwd", None);
     }
 
     #[test]
@@ -284,6 +436,11 @@ mod tests {
         let err = import(&store, &junk, false).expect_err("junk");
         assert!(err.to_string().contains("junk.tar"), "{err}");
         // The scratch dir is gone.
-        assert_eq!(fs::read_dir(store.root().join("ingest")).expect("ingest").count(), 0);
+        assert_eq!(
+            fs::read_dir(store.root().join("ingest"))
+                .expect("ingest")
+                .count(),
+            0
+        );
     }
 }

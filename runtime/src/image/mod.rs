@@ -4,9 +4,9 @@
 pub mod digest;
 pub mod import;
 pub mod pull;
-pub mod store;
 pub mod reference;
 pub mod registries;
+pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;

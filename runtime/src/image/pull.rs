@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 use oci_spec::image::{ImageIndex, ImageManifest};
@@ -50,7 +52,10 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { timeout: Duration::from_secs(300), progress: None }
+        PullOptions {
+            timeout: Duration::from_secs(300),
+            progress: None,
+        }
     }
 }
 
@@ -73,7 +78,10 @@ impl Puller {
     pub async fn pull(&self, image: &ImageRef, opts: &PullOptions) -> Result<ImageRecord> {
         let endpoints = self.registries.endpoints(image);
         if endpoints.is_empty() {
-            return Err(Error::Pull { image: image.to_string(), message: "no endpoint to pull from (mirror-only with no mirror)".into() });
+            return Err(Error::Pull {
+                image: image.to_string(),
+                message: "no endpoint to pull from (mirror-only with no mirror)".into(),
+            });
         }
         let _guard = self.store.use_guard()?;
         let attempt = async {
@@ -92,7 +100,10 @@ impl Puller {
                     }
                 }
             }
-            Err(Error::Pull { image: image.to_string(), message: failures.join("; ") })
+            Err(Error::Pull {
+                image: image.to_string(),
+                message: failures.join("; "),
+            })
         };
         match tokio::time::timeout(opts.timeout, attempt).await {
             Ok(result) => result,
@@ -103,70 +114,138 @@ impl Puller {
         }
     }
 
-    async fn pull_from(&self, ep: &Endpoint, image: &ImageRef, opts: &PullOptions) -> Result<ImageRecord> {
-        let fail = |message: String| Error::Pull { image: image.to_string(), message };
+    async fn pull_from(
+        &self,
+        ep: &Endpoint,
+        image: &ImageRef,
+        opts: &PullOptions,
+    ) -> Result<ImageRecord> {
+        let fail = |message: String| Error::Pull {
+            image: image.to_string(),
+            message,
+        };
         let client = client_for(ep, opts.timeout).map_err(fail)?;
         let auth = match &ep.auth {
             Auth::Anonymous => RegistryAuth::Anonymous,
-            Auth::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+            Auth::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
             Auth::IdentityToken(token) => RegistryAuth::Bearer(token.clone()),
         };
         let repo = image.repository().to_owned();
         let reference = match (image.digest(), image.tag()) {
             (Some(d), _) => Reference::with_digest(ep.host.clone(), repo.clone(), d.to_string()),
-            (None, tag) => Reference::with_tag(ep.host.clone(), repo.clone(), tag.unwrap_or("latest").to_owned()),
+            (None, tag) => Reference::with_tag(
+                ep.host.clone(),
+                repo.clone(),
+                tag.unwrap_or("latest").to_owned(),
+            ),
         };
-        let (raw, _) = client.pull_manifest_raw(&reference, &auth, ACCEPT).await.map_err(|e| fail(format!("manifest: {}", chain(&e))))?;
+        let (raw, _) = client
+            .pull_manifest_raw(&reference, &auth, ACCEPT)
+            .await
+            .map_err(|e| {
+                let hint = match e {
+                    oci_client::errors::OciDistributionError::UnauthorizedError { .. }
+                    | oci_client::errors::OciDistributionError::AuthenticationFailure(_) => {
+                        format!(
+                            " (credentials for {} go under `configs` in registries.yaml)",
+                            ep.host
+                        )
+                    }
+                    _ => String::new(),
+                };
+                fail(format!("manifest: {}{hint}", chain(&e)))
+            })?;
         let mut digest = Digest::of(&raw);
         if let Some(want) = image.digest() {
             if &digest != want {
-                return Err(Error::DigestMismatch { what: format!("manifest of {image}"), expected: want.clone(), actual: digest });
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest of {image}"),
+                    expected: want.clone(),
+                    actual: digest,
+                });
             }
         }
         let mut raw = raw.to_vec();
         if is_index(&raw) {
-            let index: ImageIndex = serde_json::from_slice(&raw).map_err(|e| fail(format!("image index: {e}")))?;
+            let index: ImageIndex =
+                serde_json::from_slice(&raw).map_err(|e| fail(format!("image index: {e}")))?;
             let chosen = select_platform(&index).map_err(fail)?;
-            let by_digest = Reference::with_digest(ep.host.clone(), repo.clone(), chosen.to_string());
-            let (inner, _) = client.pull_manifest_raw(&by_digest, &auth, ACCEPT).await.map_err(|e| fail(format!("manifest {chosen}: {}", chain(&e))))?;
+            let by_digest =
+                Reference::with_digest(ep.host.clone(), repo.clone(), chosen.to_string());
+            let (inner, _) = client
+                .pull_manifest_raw(&by_digest, &auth, ACCEPT)
+                .await
+                .map_err(|e| fail(format!("manifest {chosen}: {}", chain(&e))))?;
             digest = Digest::of(&inner);
             if digest != chosen {
-                return Err(Error::DigestMismatch { what: format!("platform manifest of {image}"), expected: chosen, actual: digest });
+                return Err(Error::DigestMismatch {
+                    what: format!("platform manifest of {image}"),
+                    expected: chosen,
+                    actual: digest,
+                });
             }
             raw = inner.to_vec();
         }
-        let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| fail(format!("manifest {digest}: {e} (schema 1 manifests are not supported)")))?;
+        let manifest: ImageManifest = serde_json::from_slice(&raw).map_err(|e| {
+            fail(format!(
+                "manifest {digest}: {e} (schema 1 manifests are not supported)"
+            ))
+        })?;
 
-        let config_digest: Digest = manifest.config().digest().to_string().parse().map_err(|e| fail(format!("config: {e}")))?;
+        let config_digest: Digest = manifest
+            .config()
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e| fail(format!("config: {e}")))?;
         let config = match self.store.read_blob(&config_digest) {
             Ok(data) => data,
             Err(_) => {
                 if manifest.config().size() > MAX_METADATA_BLOB {
-                    return Err(fail(format!("config blob of {} bytes is too large", manifest.config().size())));
+                    return Err(fail(format!(
+                        "config blob of {} bytes is too large",
+                        manifest.config().size()
+                    )));
                 }
                 let mut data = Vec::new();
-                client.pull_blob(&reference, config_digest.to_string().as_str(), &mut data).await.map_err(|e| fail(format!("config {config_digest}: {}", chain(&e))))?;
+                client
+                    .pull_blob(&reference, config_digest.to_string().as_str(), &mut data)
+                    .await
+                    .map_err(|e| fail(format!("config {config_digest}: {}", chain(&e))))?;
                 self.store.write_blob(&config_digest, &data)?;
                 data
             }
         };
-        let image_config: oci_spec::image::ImageConfiguration =
-            serde_json::from_slice(&config).map_err(|e| fail(format!("config {config_digest}: {e}")))?;
+        let image_config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config)
+            .map_err(|e| fail(format!("config {config_digest}: {e}")))?;
         let diff_ids = image_config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
-            return Err(fail(format!("manifest has {} layers but the config names {} diff ids", manifest.layers().len(), diff_ids.len())));
+            return Err(fail(format!(
+                "manifest has {} layers but the config names {} diff ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            )));
         }
         let mut layers = Vec::new();
         for (desc, diff_id) in manifest.layers().iter().zip(diff_ids) {
             layers.push(LayerRecord {
-                digest: desc.digest().to_string().parse().map_err(|e| fail(format!("layer: {e}")))?,
+                digest: desc
+                    .digest()
+                    .to_string()
+                    .parse()
+                    .map_err(|e| fail(format!("layer: {e}")))?,
                 diff_id: diff_id.parse().map_err(|e| fail(format!("diff id: {e}")))?,
                 media_type: desc.media_type().to_string(),
                 size: desc.size(),
             });
         }
 
-        let missing: Vec<&LayerRecord> = layers.iter().filter(|l| !self.store.has_layer(&l.diff_id)).collect();
+        let missing: Vec<&LayerRecord> = layers
+            .iter()
+            .filter(|l| !self.store.has_layer(&l.diff_id))
+            .collect();
         let mut progress = Progress {
             done: 0,
             total: missing.iter().map(|l| l.size).sum(),
@@ -176,10 +255,12 @@ impl Puller {
         report(opts, &progress);
         for layer in missing {
             let blob = self.store.ingest_path(&layer.digest);
-            download(&client, &reference, layer, &blob, opts, &mut progress).await.map_err(|e| match e {
-                Error::Pull { message, .. } => fail(message),
-                other => other,
-            })?;
+            download(&client, &reference, layer, &blob, opts, &mut progress)
+                .await
+                .map_err(|e| match e {
+                    Error::Pull { message, .. } => fail(message),
+                    other => other,
+                })?;
             let store = self.store.clone();
             let (l, b) = (layer.clone(), blob.clone());
             let unpacked = tokio::task::spawn_blocking(move || store.unpack_blob(&b, &l, None))
@@ -219,8 +300,14 @@ async fn download(
     opts: &PullOptions,
     progress: &mut Progress,
 ) -> Result<()> {
-    let fail = |message: String| Error::Pull { image: reference.whole(), message };
-    let mut offset = tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0);
+    let fail = |message: String| Error::Pull {
+        image: reference.whole(),
+        message,
+    };
+    let mut offset = tokio::fs::metadata(path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     if offset > layer.size {
         offset = 0;
     }
@@ -249,8 +336,11 @@ async fn download(
         progress.done += offset;
         report(opts, progress);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| fail(format!("layer {}: {}", layer.digest, chain(&e))))?;
-            file.write_all(&chunk).await.map_err(Error::io("write", path))?;
+            let chunk =
+                chunk.map_err(|e| fail(format!("layer {}: {}", layer.digest, chain(&e))))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(Error::io("write", path))?;
             progress.done += chunk.len() as u64;
             report(opts, progress);
         }
@@ -265,7 +355,11 @@ async fn download(
         .map_err(Error::io("read", path))?;
     if actual != layer.digest {
         let _ = tokio::fs::remove_file(path).await;
-        return Err(Error::DigestMismatch { what: format!("layer blob from {}", reference.registry()), expected: layer.digest.clone(), actual });
+        return Err(Error::DigestMismatch {
+            what: format!("layer blob from {}", reference.registry()),
+            expected: layer.digest.clone(),
+            actual,
+        });
     }
     Ok(())
 }
@@ -273,7 +367,10 @@ async fn download(
 /// The sha256 of a file's content.
 pub(crate) fn hash_file(path: &Path) -> std::io::Result<Digest> {
     use sha2::Digest as _;
-    let mut reader = super::store::HashingReader { inner: std::fs::File::open(path)?, hasher: sha2::Sha256::new() };
+    let mut reader = super::store::HashingReader {
+        inner: std::fs::File::open(path)?,
+        hasher: sha2::Sha256::new(),
+    };
     std::io::copy(&mut reader, &mut std::io::sink())?;
     Ok(Digest::from_hasher(reader.hasher))
 }
@@ -294,10 +391,16 @@ fn client_for(ep: &Endpoint, timeout: Duration) -> Result<oci_client::Client, St
     };
     if let Some(ca) = &ep.tls.ca_file {
         let data = std::fs::read(ca).map_err(|e| format!("read CA file {}: {e}", ca.display()))?;
-        config.extra_root_certificates.push(Certificate { encoding: CertificateEncoding::Pem, data });
+        config.extra_root_certificates.push(Certificate {
+            encoding: CertificateEncoding::Pem,
+            data,
+        });
     }
     if ep.tls.cert_file.is_some() {
-        return Err(format!("{}: client certificates (tls.cert_file/key_file) are not supported yet", ep.host));
+        return Err(format!(
+            "{}: client certificates (tls.cert_file/key_file) are not supported yet",
+            ep.host
+        ));
     }
     Ok(oci_client::Client::new(config))
 }
@@ -310,7 +413,11 @@ fn is_index(raw: &[u8]) -> bool {
         manifests: Option<serde_json::Value>,
     }
     match serde_json::from_slice::<Probe>(raw) {
-        Ok(p) => p.manifests.is_some() || p.media_type.is_some_and(|m| m.contains("index") || m.contains("manifest.list")),
+        Ok(p) => {
+            p.manifests.is_some()
+                || p.media_type
+                    .is_some_and(|m| m.contains("index") || m.contains("manifest.list"))
+        }
         Err(_) => false,
     }
 }
@@ -342,14 +449,25 @@ fn select_platform(index: &ImageIndex) -> Result<Digest, String> {
         })
     };
     match fits(true).or_else(|| fits(false)) {
-        Some(m) => m.digest().to_string().parse().map_err(|e| format!("index entry: {e}")),
+        Some(m) => m
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e| format!("index entry: {e}")),
         None => {
             let have: Vec<String> = index
                 .manifests()
                 .iter()
-                .filter_map(|m| m.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture())))
+                .filter_map(|m| {
+                    m.platform()
+                        .as_ref()
+                        .map(|p| format!("{}/{}", p.os(), p.architecture()))
+                })
                 .collect();
-            Err(format!("no linux/{arch} image in the index (it has: {})", have.join(", ")))
+            Err(format!(
+                "no linux/{arch} image in the index (it has: {})",
+                have.join(", ")
+            ))
         }
     }
 }
@@ -371,12 +489,21 @@ mod tests {
         );
         assert!(is_index(index.as_bytes()));
         let parsed: ImageIndex = serde_json::from_str(&index).expect("index");
-        assert_eq!(select_platform(&parsed).expect("platform").to_string(), digest('b'));
+        assert_eq!(
+            select_platform(&parsed).expect("platform").to_string(),
+            digest('b')
+        );
 
-        let other = index.replace(&format!("\"architecture\":\"{arch}\""), "\"architecture\":\"mips64\"");
+        let other = index.replace(
+            &format!("\"architecture\":\"{arch}\""),
+            "\"architecture\":\"mips64\"",
+        );
         let parsed: ImageIndex = serde_json::from_str(&other).expect("index");
         let err = select_platform(&parsed).expect_err("no match");
-        assert!(err.contains("linux/s390x") && err.contains("linux/mips64"), "{err}");
+        assert!(
+            err.contains("linux/s390x") && err.contains("linux/mips64"),
+            "{err}"
+        );
     }
 
     #[test]

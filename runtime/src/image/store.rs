@@ -24,7 +24,7 @@ use super::digest::Digest;
 use super::reference::ImageRef;
 use super::unpack::{self, Compression};
 use crate::container::spec::ImageConfig;
-use crate::container::ImageRootfs;
+use crate::container::{ContainerRecord, ImageRootfs};
 use crate::error::{Error, Result};
 
 /// Largest manifest or config accepted (real ones are a few KiB).
@@ -67,6 +67,26 @@ struct Index {
     images: BTreeMap<String, ImageRecord>,
 }
 
+/// What containers use. GC never deletes an image a container was made from,
+/// and never deletes a layer a container has mounted (even if its image is gone).
+#[derive(Debug, Default)]
+pub struct InUse {
+    pub images: HashSet<String>,
+    pub layers: HashSet<PathBuf>,
+}
+
+impl InUse {
+    /// From the runtime's container records.
+    pub fn from_records(records: Vec<ContainerRecord>) -> InUse {
+        let mut in_use = InUse::default();
+        for r in records {
+            in_use.images.insert(r.image);
+            in_use.layers.extend(r.layers);
+        }
+        in_use
+    }
+}
+
 /// Handle on the store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -84,7 +104,11 @@ impl Store {
     /// Opens (creating if needed) the store under `<state_dir>/images`.
     pub fn open(state_dir: &Path) -> Result<Store> {
         let root = state_dir.join("images");
-        for dir in [root.join("blobs/sha256"), root.join("ingest"), root.join("layers")] {
+        for dir in [
+            root.join("blobs/sha256"),
+            root.join("ingest"),
+            root.join("layers"),
+        ] {
             fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
         }
         Ok(Store { root })
@@ -101,7 +125,9 @@ impl Store {
 
     /// Where a download of `digest` in progress is kept.
     pub fn ingest_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("ingest").join(format!("{}.partial", digest.hex()))
+        self.root
+            .join("ingest")
+            .join(format!("{}.partial", digest.hex()))
     }
 
     /// The unpacked directory of a layer.
@@ -132,7 +158,11 @@ impl Store {
     /// Holds off garbage collection until dropped.
     pub fn use_guard(&self) -> Result<UseGuard> {
         let lock = self.lock("gc.lock", rustix::fs::FlockOperation::LockShared)?;
-        Ok(UseGuard { _lock: lock.ok_or_else(|| Error::Store { message: "gc.lock: not granted".into() })? })
+        Ok(UseGuard {
+            _lock: lock.ok_or_else(|| Error::Store {
+                message: "gc.lock: not granted".into(),
+            })?,
+        })
     }
 
     /// Stores a small blob (manifest, config) after checking its digest.
@@ -140,7 +170,11 @@ impl Store {
     pub fn write_blob(&self, expected: &Digest, data: &[u8]) -> Result<()> {
         let actual = Digest::of(data);
         if &actual != expected {
-            return Err(Error::DigestMismatch { what: "blob".into(), expected: expected.clone(), actual });
+            return Err(Error::DigestMismatch {
+                what: "blob".into(),
+                expected: expected.clone(),
+                actual,
+            });
         }
         let path = self.blob_path(expected);
         if path.exists() {
@@ -155,7 +189,11 @@ impl Store {
         let data = fs::read(&path).map_err(Error::io("read", &path))?;
         let actual = Digest::of(&data);
         if &actual != digest {
-            return Err(Error::DigestMismatch { what: format!("stored blob {}", path.display()), expected: digest.clone(), actual });
+            return Err(Error::DigestMismatch {
+                what: format!("stored blob {}", path.display()),
+                expected: digest.clone(),
+                actual,
+            });
         }
         Ok(data)
     }
@@ -163,34 +201,55 @@ impl Store {
     /// Unpacks a downloaded layer blob (digest already verified) into its
     /// layer directory, checking the uncompressed stream against `layer.diff_id`.
     /// Blocking: call from `spawn_blocking`.
-    pub fn unpack_blob(&self, blob: &Path, layer: &LayerRecord, compression: Option<Compression>) -> Result<u64> {
+    pub fn unpack_blob(
+        &self,
+        blob: &Path,
+        layer: &LayerRecord,
+        compression: Option<Compression>,
+    ) -> Result<u64> {
         if self.has_layer(&layer.diff_id) {
             return Ok(0);
         }
         let mut file = File::open(blob).map_err(Error::io("open", blob))?;
-        let compression = match compression.or_else(|| Compression::from_media_type(&layer.media_type)) {
-            Some(c) => c,
-            None => {
-                let mut head = [0u8; 4];
-                let n = file.read(&mut head).map_err(Error::io("read", blob))?;
-                drop(file);
-                file = File::open(blob).map_err(Error::io("open", blob))?;
-                Compression::sniff(&head[..n])
-            }
-        };
-        let tmp = self.root.join("layers").join(format!(".tmp-{}-{}", layer.diff_id.hex(), std::process::id()));
+        let compression =
+            match compression.or_else(|| Compression::from_media_type(&layer.media_type)) {
+                Some(c) => c,
+                None => {
+                    let mut head = [0u8; 4];
+                    let n = file.read(&mut head).map_err(Error::io("read", blob))?;
+                    drop(file);
+                    file = File::open(blob).map_err(Error::io("open", blob))?;
+                    Compression::sniff(&head[..n])
+                }
+            };
+        let tmp = self.root.join("layers").join(format!(
+            ".tmp-{}-{}",
+            layer.diff_id.hex(),
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp).map_err(Error::io("create", &tmp))?;
         let result = (|| {
-            let decompressed = compression.reader(io::BufReader::new(file)).map_err(Error::io("decompress", blob))?;
-            let mut hashing = HashingReader { inner: decompressed, hasher: Sha256::new() };
-            let stats = unpack::unpack_layer(&mut hashing, &tmp).map_err(|e| Error::Layer { digest: layer.digest.clone(), source: e })?;
+            let decompressed = compression
+                .reader(io::BufReader::new(file))
+                .map_err(Error::io("decompress", blob))?;
+            let mut hashing = HashingReader {
+                inner: decompressed,
+                hasher: Sha256::new(),
+            };
+            let stats = unpack::unpack_layer(&mut hashing, &tmp).map_err(|e| Error::Layer {
+                digest: layer.digest.clone(),
+                source: e,
+            })?;
             // The tar reader stops at the end-of-archive marker: hash any padding after it too.
             io::copy(&mut hashing, &mut io::sink()).map_err(Error::io("decompress", blob))?;
             let actual = Digest::from_hasher(hashing.hasher);
             if actual != layer.diff_id {
                 return Err(Error::DigestMismatch {
-                    what: format!("uncompressed layer {} (diff_id in the image config)", layer.digest),
+                    what: format!(
+                        "uncompressed layer {} (diff_id in the image config)",
+                        layer.digest
+                    ),
                     expected: layer.diff_id.clone(),
                     actual,
                 });
@@ -224,7 +283,10 @@ impl Store {
         let path = self.root.join("images.json");
         match fs::read(&path) {
             Ok(data) => serde_json::from_slice(&data).map_err(|e| Error::Store {
-                message: format!("{} is corrupt ({e}); move it away and pull or import the images again", path.display()),
+                message: format!(
+                    "{} is corrupt ({e}); move it away and pull or import the images again",
+                    path.display()
+                ),
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(Error::io("read", &path)(e)),
@@ -235,7 +297,9 @@ impl Store {
         let _lock = self.lock("index.lock", rustix::fs::FlockOperation::LockExclusive)?;
         let mut index = self.read_index()?;
         let out = f(&mut index)?;
-        let data = serde_json::to_vec_pretty(&index).map_err(|e| Error::Store { message: e.to_string() })?;
+        let data = serde_json::to_vec_pretty(&index).map_err(|e| Error::Store {
+            message: e.to_string(),
+        })?;
         write_atomic(&self.root.join("images.json"), &data)?;
         Ok(out)
     }
@@ -244,12 +308,20 @@ impl Store {
     pub fn commit(&self, record: ImageRecord) -> Result<()> {
         for layer in &record.layers {
             if !self.has_layer(&layer.diff_id) {
-                return Err(Error::Store { message: format!("layer {} of {} is not unpacked", layer.digest, record.name) });
+                return Err(Error::Store {
+                    message: format!("layer {} of {} is not unpacked", layer.digest, record.name),
+                });
             }
         }
         self.edit_index(|index| {
-            let pinned = record.pinned || index.images.get(&record.name.to_string()).is_some_and(|r| r.pinned && r.manifest == record.manifest);
-            index.images.insert(record.name.to_string(), ImageRecord { pinned, ..record });
+            let pinned = record.pinned
+                || index
+                    .images
+                    .get(&record.name.to_string())
+                    .is_some_and(|r| r.pinned && r.manifest == record.manifest);
+            index
+                .images
+                .insert(record.name.to_string(), ImageRecord { pinned, ..record });
             Ok(())
         })
     }
@@ -285,34 +357,60 @@ impl Store {
     /// What a container of this image needs: its config and layer dirs.
     pub fn rootfs(&self, record: &ImageRecord) -> Result<ImageRootfs> {
         let config = self.image_config(record)?;
-        let layers = record.layers.iter().map(|l| self.layer_dir(&l.diff_id)).collect::<Vec<_>>();
+        let layers = record
+            .layers
+            .iter()
+            .map(|l| self.layer_dir(&l.diff_id))
+            .collect::<Vec<_>>();
         if let Some(missing) = layers.iter().find(|d| !d.is_dir()) {
-            return Err(Error::Store { message: format!("{}: layer {} is missing; pull the image again", record.name, missing.display()) });
+            return Err(Error::Store {
+                message: format!(
+                    "{}: layer {} is missing; pull the image again",
+                    record.name,
+                    missing.display()
+                ),
+            });
         }
-        Ok(ImageRootfs { image: record.name.to_string(), config: ImageConfig::from_oci(&config), layers })
+        Ok(ImageRootfs {
+            image: record.name.to_string(),
+            config: ImageConfig::from_oci(&config),
+            layers,
+        })
     }
 
     /// The image's OCI config.
-    pub fn image_config(&self, record: &ImageRecord) -> Result<oci_spec::image::ImageConfiguration> {
+    pub fn image_config(
+        &self,
+        record: &ImageRecord,
+    ) -> Result<oci_spec::image::ImageConfiguration> {
         let data = self.read_blob(&record.config)?;
-        serde_json::from_slice(&data).map_err(|e| Error::Store { message: format!("config {} of {}: {e}", record.config, record.name) })
+        serde_json::from_slice(&data).map_err(|e| Error::Store {
+            message: format!("config {} of {}: {e}", record.config, record.name),
+        })
     }
 
     /// Removes an image and every layer and blob no other image (and no
     /// container, `in_use`) needs. Returns the freed layer count.
-    pub fn remove(&self, name: &ImageRef, in_use: &HashSet<PathBuf>) -> Result<usize> {
+    pub fn remove(&self, name: &ImageRef, in_use: &InUse) -> Result<usize> {
         let _gc = self.lock("gc.lock", rustix::fs::FlockOperation::LockExclusive)?;
         let removed = self.edit_index(|index| Ok(index.images.remove(&name.to_string())))?;
         if removed.is_none() {
-            return Err(Error::Store { message: format!("no image {name}; `outpost images ls` lists them") });
+            return Err(Error::Store {
+                message: format!("no image {name}; `outpost images ls` lists them"),
+            });
         }
         self.sweep(in_use)
     }
 
     /// Deletes layers, blobs and stale downloads no image or container references.
-    fn sweep(&self, in_use: &HashSet<PathBuf>) -> Result<usize> {
+    fn sweep(&self, in_use: &InUse) -> Result<usize> {
         let index = self.read_index()?;
-        let mut keep_layers: HashSet<String> = in_use.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+        let mut keep_layers: HashSet<String> = in_use
+            .layers
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
         let mut keep_blobs = HashSet::new();
         for r in index.images.values() {
             keep_blobs.insert(r.manifest.hex().to_owned());
@@ -341,14 +439,21 @@ impl Store {
     /// recently created first, until below `policy.low_percent`. Pinned images
     /// are never deleted. Returns the images removed; skips (empty) while a pull
     /// or container creation holds the store.
-    pub fn gc(&self, policy: GcPolicy, in_use: &HashSet<PathBuf>) -> Result<Vec<ImageRef>> {
-        let Some(_gc) = self.lock("gc.lock", rustix::fs::FlockOperation::NonBlockingLockExclusive)? else {
+    pub fn gc(&self, policy: GcPolicy, in_use: &InUse) -> Result<Vec<ImageRef>> {
+        let Some(_gc) = self.lock(
+            "gc.lock",
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )?
+        else {
             return Ok(Vec::new());
         };
         let usage = disk_usage(&self.root)?;
         let images = self.list()?;
-        let sizes: BTreeMap<String, u64> = images.iter().map(|r| (r.name.to_string(), r.size())).collect();
-        let victims = plan_gc(&images, &sizes, in_use, usage, policy, |d| self.layer_dir(d));
+        let sizes: BTreeMap<String, u64> = images
+            .iter()
+            .map(|r| (r.name.to_string(), r.size()))
+            .collect();
+        let victims = plan_gc(&images, &sizes, &in_use.images, usage, policy);
         if victims.is_empty() {
             return Ok(victims);
         }
@@ -372,7 +477,10 @@ pub struct GcPolicy {
 
 impl Default for GcPolicy {
     fn default() -> Self {
-        GcPolicy { high_percent: 85, low_percent: 80 }
+        GcPolicy {
+            high_percent: 85,
+            low_percent: 80,
+        }
     }
 }
 
@@ -388,17 +496,19 @@ pub fn disk_usage(path: &Path) -> Result<DiskUsage> {
     let st = rustix::fs::statvfs(path).map_err(|e| Error::io("statvfs", path)(e.into()))?;
     let total = st.f_blocks * st.f_frsize;
     let avail = st.f_bavail * st.f_frsize;
-    Ok(DiskUsage { total, used: total.saturating_sub(avail) })
+    Ok(DiskUsage {
+        total,
+        used: total.saturating_sub(avail),
+    })
 }
 
 /// Chooses images to delete; pure, so it is unit-tested.
 fn plan_gc(
     images: &[ImageRecord],
     sizes: &BTreeMap<String, u64>,
-    in_use: &HashSet<PathBuf>,
+    in_use: &HashSet<String>,
     usage: DiskUsage,
     policy: GcPolicy,
-    layer_dir: impl Fn(&Digest) -> PathBuf,
 ) -> Vec<ImageRef> {
     if usage.total == 0 || usage.used * 100 <= usage.total * u64::from(policy.high_percent) {
         return Vec::new();
@@ -407,7 +517,7 @@ fn plan_gc(
     let mut to_free = usage.used.saturating_sub(target);
     let mut candidates: Vec<&ImageRecord> = images
         .iter()
-        .filter(|r| !r.pinned && !r.layers.iter().any(|l| in_use.contains(&layer_dir(&l.diff_id))))
+        .filter(|r| !r.pinned && !in_use.contains(&r.name.to_string()))
         .collect();
     candidates.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     let mut victims = Vec::new();
@@ -415,14 +525,18 @@ fn plan_gc(
         if to_free == 0 {
             break;
         }
-        to_free = to_free.saturating_sub(sizes.get(&r.name.to_string()).copied().unwrap_or(0).max(1));
+        to_free =
+            to_free.saturating_sub(sizes.get(&r.name.to_string()).copied().unwrap_or(0).max(1));
         victims.push(r.name.clone());
     }
     victims
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
-    Ok(fs::read_dir(dir).map_err(Error::io("read", dir))?.flatten().collect())
+    Ok(fs::read_dir(dir)
+        .map_err(Error::io("read", dir))?
+        .flatten()
+        .collect())
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
@@ -453,7 +567,12 @@ mod tests {
             name: name.parse().expect("name"),
             manifest: Digest::of(name.as_bytes()),
             config: Digest::of(created.as_bytes()),
-            layers: vec![LayerRecord { digest: d.clone(), diff_id: d, media_type: String::new(), size: 100 }],
+            layers: vec![LayerRecord {
+                digest: d.clone(),
+                diff_id: d,
+                media_type: String::new(),
+                size: 100,
+            }],
             pinned,
             created_at: created.into(),
         }
@@ -466,16 +585,29 @@ mod tests {
             image("b", "2026-01-02T00:00:00Z", false, 2),
             image("c", "2026-01-03T00:00:00Z", false, 3),
             image("pinned", "2025-01-01T00:00:00Z", true, 4),
-            image("used", "2025-01-02T00:00:00Z", false, 5),
+            // Shares its layer with "a": a layer in use does not make another image in use.
+            image("used", "2025-01-02T00:00:00Z", false, 1),
         ];
-        let sizes: BTreeMap<String, u64> = images.iter().map(|r| (r.name.to_string(), 100)).collect();
-        let dir = |d: &Digest| PathBuf::from(d.hex());
-        let in_use: HashSet<PathBuf> = [dir(&Digest::of(&[5]))].into();
-        let policy = GcPolicy { high_percent: 85, low_percent: 80 };
+        let sizes: BTreeMap<String, u64> =
+            images.iter().map(|r| (r.name.to_string(), 100)).collect();
+        let in_use: HashSet<String> = ["used".parse::<ImageRef>().expect("ref").to_string()].into();
+        let policy = GcPolicy {
+            high_percent: 85,
+            low_percent: 80,
+        };
         let check_with = |policy: GcPolicy, used: u64, want: &[&str]| {
-            let got = plan_gc(&images, &sizes, &in_use, DiskUsage { total: 1000, used }, policy, dir);
+            let got = plan_gc(
+                &images,
+                &sizes,
+                &in_use,
+                DiskUsage { total: 1000, used },
+                policy,
+            );
             let got: Vec<String> = got.iter().map(ToString::to_string).collect();
-            let want: Vec<String> = want.iter().map(|n| n.parse::<ImageRef>().expect("ref").to_string()).collect();
+            let want: Vec<String> = want
+                .iter()
+                .map(|n| n.parse::<ImageRef>().expect("ref").to_string())
+                .collect();
             assert_eq!(got, want, "used {used}");
         };
         let check = |used, want: &[&str]| check_with(policy, used, want);
@@ -484,7 +616,14 @@ mod tests {
         check(950, &["a", "b"]);
         check(1000, &["a", "b"]);
         // Even aiming at 0%, the pinned image and the one a container uses stay.
-        check_with(GcPolicy { high_percent: 1, low_percent: 0 }, 1000, &["a", "b", "c"]);
+        check_with(
+            GcPolicy {
+                high_percent: 1,
+                low_percent: 0,
+            },
+            1000,
+            &["a", "b", "c"],
+        );
     }
 
     #[test]
@@ -494,9 +633,16 @@ mod tests {
         let good = Digest::of(b"manifest");
         store.write_blob(&good, b"manifest").expect("write");
         assert_eq!(store.read_blob(&good).expect("read"), b"manifest");
-        let err = store.write_blob(&Digest::of(b"other"), b"manifest").expect_err("mismatch");
+        let err = store
+            .write_blob(&Digest::of(b"other"), b"manifest")
+            .expect_err("mismatch");
         assert!(err.to_string().contains("digest"), "{err}");
-        assert_eq!(fs::read_dir(store.root().join("blobs/sha256")).expect("dir").count(), 1);
+        assert_eq!(
+            fs::read_dir(store.root().join("blobs/sha256"))
+                .expect("dir")
+                .count(),
+            1
+        );
         // Corrupt on disk: refused on read.
         fs::write(store.blob_path(&good), b"tampered").expect("tamper");
         assert!(store.read_blob(&good).is_err());
