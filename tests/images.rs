@@ -38,8 +38,19 @@ fn pull_from_a_loopback_registry_and_run() {
         .build()
         .push(&node.host, &registry, "busybox:1");
     let image = format!("{}/busybox:1", registry.addr());
-    let out = node.ok(&["images", "pull", &image]);
+    let pull = node.outpost(&["images", "pull", &image]);
+    assert!(pull.status.success());
+    let out = String::from_utf8_lossy(&pull.stdout);
     assert!(out.starts_with(&format!("{image} sha256:")), "{out}");
+    // Not a terminal: progress comes as plain lines, not a bar.
+    let progress = String::from_utf8_lossy(&pull.stderr);
+    assert!(
+        progress
+            .lines()
+            .any(|l| l.starts_with(&format!("pulling {image}: "))
+                && l.contains("0 of 1 layers cached")),
+        "{progress}"
+    );
     let ls = node.ok(&["images", "ls"]);
     assert!(
         ls.contains(&format!("{}/busybox", registry.addr())) && ls.contains(" 1 "),
@@ -283,6 +294,101 @@ fn basic_and_bearer_auth() {
         proxy.addr()
     ));
     node.ok(&["images", "pull", &image]);
+}
+
+#[test]
+fn https_registry_with_a_custom_ca() {
+    let node = Node::new();
+    let registry = Registry::start_tls(&node.host);
+    ImageBuilder::busybox()
+        .build()
+        .push(&node.host, &registry, "app:1");
+    let cert = registry
+        .tls_cert()
+        .expect("tls registry")
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
+    // Loopback registries default to plain HTTP: reach this one as an https mirror.
+    let mirror = format!(
+        "mirrors:\n  \"tls.example\":\n    endpoint: [\"https://{}\"]\n    mirrorOnly: true\n",
+        registry.addr()
+    );
+    node.registries_yaml(&mirror);
+    let err = node.fails(&["images", "pull", "--timeout", "20s", "tls.example/app:1"]);
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "an unknown CA is refused: {err}"
+    );
+
+    node.registries_yaml(&format!(
+        "{mirror}configs:\n  \"{}\":\n    tls:\n      ca_file: {cert}\n",
+        registry.addr()
+    ));
+    node.ok(&["images", "pull", "--timeout", "20s", "tls.example/app:1"]);
+    assert_eq!(
+        run_output(&node, "tls.example/app:1", &["echo", "over tls"]),
+        "over tls\n"
+    );
+
+    node.ok(&["images", "rm", "tls.example/app:1"]);
+    node.registries_yaml(&format!(
+        "{mirror}configs:\n  \"{}\":\n    tls:\n      insecure_skip_verify: true\n",
+        registry.addr()
+    ));
+    node.ok(&["images", "pull", "--timeout", "20s", "tls.example/app:1"]);
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs_hide_lower_layers() {
+    let (node, registry) = node_and_registry();
+    ImageBuilder::busybox()
+        .layer(Layer::files(&[
+            ("keep", "1"),
+            ("gone", "2"),
+            ("dir/old", "3"),
+        ]))
+        .layer(Layer::raw(vec![
+            Entry::whiteout("gone"),
+            Entry::opaque("dir"),
+            Entry::file("dir/new", "4"),
+        ]))
+        .build()
+        .push(&node.host, &registry, "wh:1");
+    let image = format!("{}/wh:1", registry.addr());
+    node.ok(&["images", "pull", &image]);
+    let out = run_output(&node, &image, &["sh", "-c", "ls /keep /gone 2>&1; ls /dir"]);
+    assert!(
+        out.contains("/keep") && out.contains("/gone: No such file"),
+        "{out}"
+    );
+    assert!(
+        out.trim_end().ends_with("new"),
+        "the opaque dir shows only the upper layer: {out}"
+    );
+    // A container's writes and deletions stay its own.
+    let first = node.name("writer");
+    node.ok(&[
+        "ctr",
+        "run",
+        "--pull",
+        "never",
+        "--name",
+        &first,
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "rm /keep; echo x > /mine",
+    ]);
+    assert_eq!(
+        run_output(
+            &node,
+            &image,
+            &["sh", "-c", "cat /keep; ls /mine 2>&1; true"]
+        ),
+        "1ls: /mine: No such file or directory\n"
+    );
 }
 
 /// Builds, pushes and pulls an image whose top layer is `hostile`; the pull must fail

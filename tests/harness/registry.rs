@@ -1,7 +1,7 @@
 //! [`Registry`]: a real `docker-registry` (distribution 2.8) inside a test host.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::http::try_http_request;
@@ -20,20 +20,28 @@ pub struct Registry {
     dir: tempfile::TempDir,
     child: Child,
     credentials: Option<(String, String)>,
+    /// The test CA's certificate (PEM) when serving HTTPS.
+    tls_cert: Option<PathBuf>,
 }
 
 impl Registry {
     /// Starts an open registry (no auth) and waits until `GET /v2/` answers.
     pub fn start(host: &TestHost) -> Registry {
-        Registry::launch(host, None)
+        Registry::launch(host, None, false)
+    }
+
+    /// Starts an open registry serving HTTPS for `127.0.0.1` with a certificate from a
+    /// fresh test CA (see [`Registry::tls_cert`]).
+    pub fn start_tls(host: &TestHost) -> Registry {
+        Registry::launch(host, None, true)
     }
 
     /// Starts a registry requiring HTTP basic auth (`htpasswd`, bcrypt) for `user`/`pass`.
     pub fn start_with_htpasswd(host: &TestHost, user: &str, pass: &str) -> Registry {
-        Registry::launch(host, Some((user.to_owned(), pass.to_owned())))
+        Registry::launch(host, Some((user.to_owned(), pass.to_owned())), false)
     }
 
-    fn launch(host: &TestHost, credentials: Option<(String, String)>) -> Registry {
+    fn launch(host: &TestHost, credentials: Option<(String, String)>, tls: bool) -> Registry {
         require_root_and_tools(&[DOCKER_REGISTRY, "nsenter"]);
         let dir = tempfile::Builder::new()
             .prefix("outpost-registry-")
@@ -59,6 +67,91 @@ impl Registry {
                 htpasswd.display()
             ));
         }
+        let tls_cert = tls.then(|| {
+            // The tls block goes under `http:`, which must still be the last section.
+            assert!(
+                credentials.is_none(),
+                "a registry is either TLS or htpasswd here, not both"
+            );
+            require_root_and_tools(&["openssl"]);
+            // A CA and a server certificate it signs (webpki refuses a CA as the server's own).
+            let d = dir.path();
+            let (ca, ca_key) = (d.join("ca.pem"), d.join("ca-key.pem"));
+            let (cert, key, csr, ext) = (
+                d.join("cert.pem"),
+                d.join("key.pem"),
+                d.join("cert.csr"),
+                d.join("ext.cnf"),
+            );
+            std::fs::write(
+                &ext,
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+            )
+            .expect("write ext");
+            let openssl = |args: &[&std::ffi::OsStr]| {
+                let out = Command::new("openssl")
+                    .args(args)
+                    .output()
+                    .expect("run openssl");
+                assert!(
+                    out.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            let os = |s: &str| std::ffi::OsString::from(s);
+            openssl(&[
+                &os("req"),
+                &os("-x509"),
+                &os("-newkey"),
+                &os("rsa:2048"),
+                &os("-nodes"),
+                &os("-days"),
+                &os("1"),
+                &os("-subj"),
+                &os("/CN=outpost test CA"),
+                &os("-keyout"),
+                ca_key.as_os_str(),
+                &os("-out"),
+                ca.as_os_str(),
+            ]);
+            openssl(&[
+                &os("req"),
+                &os("-new"),
+                &os("-newkey"),
+                &os("rsa:2048"),
+                &os("-nodes"),
+                &os("-subj"),
+                &os("/CN=127.0.0.1"),
+                &os("-keyout"),
+                key.as_os_str(),
+                &os("-out"),
+                csr.as_os_str(),
+            ]);
+            openssl(&[
+                &os("x509"),
+                &os("-req"),
+                &os("-in"),
+                csr.as_os_str(),
+                &os("-CA"),
+                ca.as_os_str(),
+                &os("-CAkey"),
+                ca_key.as_os_str(),
+                &os("-CAcreateserial"),
+                &os("-days"),
+                &os("1"),
+                &os("-extfile"),
+                ext.as_os_str(),
+                &os("-out"),
+                cert.as_os_str(),
+            ]);
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            ca
+        });
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log_path = dir.path().join("registry.log");
@@ -84,6 +177,7 @@ impl Registry {
             dir,
             child,
             credentials,
+            tls_cert,
         };
         registry.wait_ready();
         registry
@@ -100,8 +194,10 @@ impl Registry {
                     self.log()
                 );
             }
+            // A TLS server answers a plain request with 400: it is up.
+            let up = if self.tls_cert.is_some() { 400 } else { 200 };
             let answer = try_http_request(&self.host, "GET", &addr, "/v2/", &[]);
-            if answer.is_ok_and(|r| r.status == 200 || r.status == 401) {
+            if answer.is_ok_and(|r| r.status == up || r.status == 401) {
                 return;
             }
             if Instant::now() > deadline {
@@ -112,6 +208,12 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The CA certificate (PEM) that signed the certificate of a registry started with
+    /// [`Registry::start_tls`].
+    pub fn tls_cert(&self) -> Option<&Path> {
+        self.tls_cert.as_deref()
     }
 
     /// The port it listens on (127.0.0.1 inside its host).
