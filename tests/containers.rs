@@ -242,6 +242,56 @@ fn agent_sigkill_keeps_containers_and_exit_codes() {
 }
 
 #[test]
+fn security_defaults_hold_inside_the_container() {
+    let node = node_with_busybox();
+    let check = |extra: &[&str], script: &str, want: &str| {
+        let name = node.name("sec");
+        let (code, stdout, stderr) = run(&node, &name, extra, &["sh", "-c", script]);
+        assert_eq!((code, stdout.as_str()), (0, want), "{script}: {stderr}");
+        node.ok(&["ctr", "rm", &name]);
+    };
+    // containerd's default capability set for Kubernetes, no more.
+    check(
+        &[],
+        "grep CapBnd /proc/self/status",
+        "CapBnd:\t00000000a80425fb\n",
+    );
+    check(&[], "grep NoNewPrivs /proc/self/status", "NoNewPrivs:\t0\n");
+    check(
+        &["--no-new-privileges"],
+        "grep NoNewPrivs /proc/self/status",
+        "NoNewPrivs:\t1\n",
+    );
+    // Masked and read-only kernel paths.
+    check(
+        &[],
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro",
+        "0\n0\nro\n",
+    );
+    // Open files: never above the agent's own hard limit.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    check(&[], "ulimit -n", &format!("{}\n", hard.min(1_048_576)));
+    check(
+        &["--user", "65534:65534"],
+        "id -u; id -g; touch /root/x 2>/dev/null || echo denied",
+        "65534\n65534\ndenied\n",
+    );
+    check(
+        &["--read-only"],
+        "touch /x 2>/dev/null || echo read-only",
+        "read-only\n",
+    );
+    // A pids limit stops a fork bomb's growth at the limit.
+    // The forks run in a subshell: ash exits when a fork fails.
+    check(
+        &["--pids", "8"],
+        "(for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done) 2>/dev/null; echo forks failed: $?; read max < /sys/fs/cgroup/pids/pids.max; echo $max",
+        "forks failed: 2\n8\n",
+    );
+}
+
+#[test]
 fn removal_leaves_nothing_behind() {
     let node = node_with_busybox();
     let name = node.name("gone");

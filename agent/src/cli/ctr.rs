@@ -124,6 +124,9 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
+    /// Set no_new_privs (Kubernetes' allowPrivilegeEscalation: false).
+    #[arg(long)]
+    no_new_privileges: bool,
     /// Network: "none" (own namespace, loopback only) or "host".
     #[arg(long, default_value = "none", value_parser = ["none", "host"])]
     net: String,
@@ -404,6 +407,8 @@ fn container_spec(args: &RunArgs, id: &str) -> anyhow::Result<ContainerSpec> {
         user,
         group,
         readonly_rootfs: args.read_only,
+        // Kubernetes' default: allowPrivilegeEscalation is true unless set.
+        allow_privilege_escalation: !args.no_new_privileges,
         resources,
         namespaces,
         hostname: Some(id.to_owned()),
