@@ -30,6 +30,8 @@ fn main() {
         .tempdir()
         .expect("tempdir");
     let (state, run) = (work.path().join("state"), work.path().join("run"));
+    // The run dir is tmpfs in production (/run/outpost): the same here.
+    let _run_mount = TmpfsMount::new(&run);
     let archive = work.path().join("busybox.tar");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/busybox-image.sh");
     let status = Command::new(&script)
@@ -166,6 +168,24 @@ fn main() {
         None => println!("crun run: refused on this host (see NOTES.md)"),
     }
     let _ = runtime.clean_orphans(Duration::ZERO);
+}
+
+/// A tmpfs mounted for the benchmark's lifetime.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(at: &Path) -> TmpfsMount {
+        std::fs::create_dir_all(at).expect("mkdir run dir");
+        let status = Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(at).status().expect("mount");
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        TmpfsMount(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 fn time_runs(

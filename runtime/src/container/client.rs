@@ -499,7 +499,8 @@ fn read_all(fd: OwnedFd) -> Vec<u8> {
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let data = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::io("encode", path)(std::io::Error::other(e)))?;
-    crate::fsutil::write_atomic(path, &data).map_err(Error::io("write", path))
+    // No fsync: the record is void after a reboot, like the container it describes.
+    crate::fsutil::replace_file(path, &data).map_err(Error::io("write", path))
 }
 
 fn libc_signal(s: nix::sys::signal::Signal) -> i32 {

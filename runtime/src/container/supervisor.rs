@@ -660,11 +660,12 @@ impl Supervisor {
         }
     }
 
-    /// Persists a container's record (crash-safe: write, fsync, rename).
+    /// Persists a container's record (atomic against our own crash; no fsync:
+    /// after a power loss the containers are gone too).
     fn save(&self, info: &ContainerInfo) {
         let path = self.paths.record_dir(&info.id).join("record.json");
         if let Err(e) =
-            crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(info).unwrap_or_default())
+            crate::fsutil::replace_file(&path, &serde_json::to_vec_pretty(info).unwrap_or_default())
         {
             tracing::error!("save {}: {e}", path.display());
         }
