@@ -1,4 +1,6 @@
-//! Pod networking for outpost: bridge, IPAM, pod veth/netns, egress NAT and the
-//! service proxy, all through netlink. Built in the networking issue; the crate
-//! exists now so the workspace has its final shape and dependencies point one way.
+//! Pod networking for outpost, all through netlink. Today: network namespaces
+//! pinned by a bind mount, with loopback up (a pod's sandbox network). The
+//! bridge, IPAM, veths, NAT and the service proxy come with the networking issue.
 #![forbid(unsafe_code)]
+
+pub mod netns;

@@ -9,5 +9,6 @@ pub mod container;
 pub mod error;
 mod fsutil;
 pub mod image;
+pub mod sandbox;
 
 pub use error::{Error, Result};
