@@ -176,7 +176,11 @@ struct TmpfsMount(PathBuf);
 impl TmpfsMount {
     fn new(at: &Path) -> TmpfsMount {
         std::fs::create_dir_all(at).expect("mkdir run dir");
-        let status = Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(at).status().expect("mount");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount");
         assert!(status.success(), "mount tmpfs at {}", at.display());
         TmpfsMount(at.to_path_buf())
     }

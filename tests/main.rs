@@ -8,3 +8,4 @@ mod harness;
 mod containers;
 mod harness_smoke;
 mod images;
+mod pods;

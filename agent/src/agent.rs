@@ -1,34 +1,79 @@
 //! `outpost agent`: the long-running node agent.
 //!
-//! In this first increment it owns the node's image store and containers: it
-//! imports the air-gap dir, attaches to (or starts) the supervisor and re-adopts
-//! every container, cleans what a crash left half-made, garbage-collects images
-//! by disk threshold, and tells systemd it is ready. Sources, pods and the local
-//! API build on it.
+//! Start-up: validate flags, open the image store, import the air-gap dir,
+//! attach to (or start) the supervisor, load the last-known-good desired state,
+//! start pod workers (which re-adopt running containers), serve the local API,
+//! clean what a crash left, tell systemd it is ready, then follow the sources.
+//! On SIGTERM the agent exits and leaves every pod running for the next agent.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use outpost_runtime::container::{Runtime, State};
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
+use outpost_runtime::container::Runtime;
 use outpost_runtime::image::store::{GcPolicy, InUse, Store};
 use outpost_systemd::{notify, Notify};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::NodeDirs;
+use crate::desired::Desired;
+use crate::events::{EventType, Involved, Recorder};
+use crate::manifest::{apply_limit_ranges, check_quota, BundleFile, Object};
+use crate::pods::{pod_uid, ExitEvent, Manager, Objects, Shared};
+use crate::source::{SourceConfig, SourceUpdate};
+use crate::state::{ClusterState, ObjectKey};
 
 /// Container files younger than this may be a `ctr run` in progress elsewhere.
 const ORPHAN_MIN_AGE: Duration = Duration::from_secs(30);
-
 /// How often image GC checks the disk.
 const GC_INTERVAL: Duration = Duration::from_secs(300);
+/// Kinds the agent publishes as they are declared (pods get a live status instead).
+const PLAIN_KINDS: &[&str] = &[
+    "Namespace",
+    "ConfigMap",
+    "Secret",
+    "LimitRange",
+    "ResourceQuota",
+];
+/// Namespaces every cluster has.
+const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     #[command(flatten)]
     pub dirs: NodeDirs,
+    /// Where manifests come from: file:///dir (watched) or https://… (polled); repeatable.
+    #[arg(long = "source", default_value = "file:///etc/outpost/manifests")]
+    pub sources: Vec<String>,
+    /// Bearer token file for https sources (read at every request).
+    #[arg(long)]
+    pub source_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) for https sources.
+    #[arg(long)]
+    pub source_ca: Option<PathBuf>,
+    /// minisign public key: https bundles must come with a valid <url>.minisig.
+    #[arg(long)]
+    pub source_public_key: Option<String>,
+    /// How often https sources are polled.
+    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
+    pub source_interval: Duration,
+    /// Allow plain http:// sources (tests, trusted networks).
+    #[arg(long)]
+    pub allow_http_source: bool,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// This node's IP, reported as hostIP (and podIP of hostNetwork pods).
+    #[arg(long)]
+    pub node_ip: Option<String>,
     /// Disk usage (percent) above which unused images are garbage-collected.
     #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub image_gc_high_threshold: u8,
@@ -45,22 +90,297 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             args.image_gc_high_threshold
         );
     }
+    let mut source_configs = Vec::new();
+    for url in &args.sources {
+        let mut config =
+            SourceConfig::parse(url).map_err(|e| anyhow::anyhow!("--source {url}: {e}"))?;
+        config.bearer_token_file = args.source_token_file.clone();
+        config.ca_file = args.source_ca.clone();
+        config.public_key = args.source_public_key.clone();
+        config.interval = args.source_interval;
+        config.allow_http = args.allow_http_source;
+        if url.starts_with("http://") && !args.allow_http_source {
+            anyhow::bail!("--source {url}: plain http is refused; use https, or pass --allow-http-source on a trusted network");
+        }
+        source_configs.push(config);
+    }
+    let node_name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
     let dirs = args.dirs.clone();
     for dir in [&dirs.state_dir, &dirs.run_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     let store = dirs.store()?;
     let runtime = dirs.runtime()?;
+    let puller = dirs.puller()?;
     let policy = GcPolicy {
         high_percent: args.image_gc_high_threshold,
         low_percent: args.image_gc_low_threshold,
     };
 
     import_airgap(&store, &dirs.state_dir.join("airgap")).await;
+    readopt(&runtime).await?;
 
+    let state = ClusterState::default();
+    let events = Recorder::new(state.clone(), &node_name);
+    for ns in BUILTIN_NAMESPACES {
+        state.upsert(ObjectKey::cluster("Namespace", ns), namespace_json(ns));
+    }
+    let (exits, _) = broadcast::channel(1024);
+    watch_exits(runtime.clone(), exits.clone());
+    let (objects_tx, objects_rx) = watch::channel(Arc::new(Objects::default()));
+    let shared = Arc::new(Shared {
+        runtime: runtime.clone(),
+        store: store.clone(),
+        puller,
+        state: state.clone(),
+        events: events.clone(),
+        state_dir: dirs.state_dir.clone(),
+        run_dir: dirs.run_dir.clone(),
+        node_name: node_name.clone(),
+        host_ip: args.node_ip.clone(),
+        node_capacity: node_capacity(),
+        exits,
+        objects: objects_rx,
+    });
+    let mut manager = Manager::new(shared);
+    let mut desired = Desired::load(&dirs.state_dir, &args.sources);
+    let mut sync = Sync {
+        state: state.clone(),
+        events: events.clone(),
+        node: node_name.clone(),
+        objects: objects_tx,
+        reported: HashSet::new(),
+    };
+    sync.apply(&desired, &mut manager);
+    manager.clean_orphans().await;
+
+    let shutdown = CancellationToken::new();
+    let api = tokio::spawn(crate::api::serve(
+        crate::api::ApiConfig {
+            socket: crate::paths::api_socket(&dirs.run_dir),
+            state_dir: dirs.state_dir.clone(),
+        },
+        state.clone(),
+        shutdown.clone(),
+    ));
+    let (tx, mut updates) = mpsc::channel(16);
+    for config in source_configs {
+        crate::source::spawn(config, tx.clone(), shutdown.clone());
+    }
+    drop(tx);
+
+    let status = format!("{} pods", manager.uids().len());
+    if let Err(e) = notify(&[Notify::Ready, Notify::Status(&status)]) {
+        tracing::warn!("sd_notify: {e}");
+    }
+    let node = Involved::node(&node_name);
+    let mut gc_tick = tokio::time::interval(GC_INTERVAL);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Some(SourceUpdate::Bundle(bundle)) => {
+                    let files: Vec<BundleFile> = bundle.files.into_iter().map(|f| BundleFile { name: f.name, content: f.content }).collect();
+                    match desired.apply(&bundle.source, &bundle.version, files) {
+                        Ok(true) => {
+                            events.record(&node, EventType::Normal, "BundleApplied", &format!("applied {} (version {})", bundle.source, bundle.version));
+                            sync.apply(&desired, &mut manager);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            for problem in &e.problems {
+                                events.record(&node, EventType::Warning, "BundleRejected", &format!("{}: {problem}; the last good state keeps running", bundle.source));
+                            }
+                        }
+                    }
+                }
+                Some(SourceUpdate::Unreachable { source, error, retry_in }) => {
+                    events.record(&node, EventType::Warning, "SourceUnreachable", &format!("{source}: {error}; retrying in {}s", retry_in.as_secs()));
+                }
+                Some(SourceUpdate::Refused { source, error }) => {
+                    events.record(&node, EventType::Warning, "BundleRefused", &format!("{source}: {error}; the last good state keeps running"));
+                }
+                None => std::future::pending::<()>().await,
+            },
+            _ = gc_tick.tick() => collect_garbage(&store, &runtime, policy).await,
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    let _ = notify(&[Notify::Stopping]);
+    shutdown.cancel();
+    manager.detach().await;
+    let _ = api.await;
+    tracing::info!("agent stopping; pods keep running");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes the merged desired state and hands the pods to the manager.
+struct Sync {
+    state: ClusterState,
+    events: Recorder,
+    node: String,
+    objects: watch::Sender<Arc<Objects>>,
+    /// Unsupported kinds and conflicts already reported.
+    reported: HashSet<String>,
+}
+
+impl Sync {
+    fn apply(&mut self, desired: &Desired, manager: &mut Manager) {
+        let (merged, conflicts) = desired.merged();
+        let node = Involved::node(&self.node);
+        for c in conflicts {
+            let message = format!(
+                "{} from {} is ignored: {} already defines it",
+                c.key, c.ignored, c.kept
+            );
+            if self.reported.insert(message.clone()) {
+                self.events
+                    .record(&node, EventType::Warning, "Conflict", &message);
+            }
+        }
+        // Plain objects: published as declared; the ones no longer declared go.
+        let mut declared = HashSet::new();
+        let mut objects = Objects::default();
+        let mut limit_ranges: BTreeMap<String, Vec<LimitRange>> = BTreeMap::new();
+        let mut quotas: BTreeMap<String, Vec<ResourceQuota>> = BTreeMap::new();
+        let mut pods: Vec<&Pod> = Vec::new();
+        for (key, (_, object)) in &merged {
+            match object {
+                Object::Pod(p) => pods.push(p),
+                Object::Unsupported(u) => {
+                    let message = format!(
+                        "{key}: kind {} ({}) is not supported by outpost yet; kept, not run",
+                        u.kind, u.api_version
+                    );
+                    if self.reported.insert(message.clone()) {
+                        self.events
+                            .record(&node, EventType::Warning, "UnsupportedKind", &message);
+                    }
+                }
+                other => {
+                    declared.insert(key.clone());
+                    let ns = key.namespace.clone().unwrap_or_default();
+                    match other {
+                        Object::ConfigMap(cm) => {
+                            objects
+                                .config_maps
+                                .insert((ns, key.name.clone()), (**cm).clone());
+                        }
+                        Object::Secret(s) => {
+                            objects
+                                .secrets
+                                .insert((ns, key.name.clone()), (**s).clone());
+                        }
+                        Object::LimitRange(l) => {
+                            limit_ranges.entry(ns).or_default().push((**l).clone())
+                        }
+                        Object::ResourceQuota(q) => {
+                            quotas.entry(ns).or_default().push((**q).clone())
+                        }
+                        _ => {}
+                    }
+                    let mut json = other.to_json();
+                    if key.kind == "Namespace" {
+                        json["status"] = json!({"phase": "Active"});
+                    }
+                    self.state.upsert(key.clone(), json);
+                }
+            }
+        }
+        for kind in PLAIN_KINDS {
+            for key in self.state.keys(kind) {
+                let builtin =
+                    key.kind == "Namespace" && BUILTIN_NAMESPACES.contains(&key.name.as_str());
+                if !declared.contains(&key) && !builtin {
+                    self.state.delete(&key);
+                }
+            }
+        }
+        let namespaces: HashSet<String> = self
+            .state
+            .keys("Namespace")
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
+        let _ = self.objects.send(Arc::new(objects));
+
+        // Pods: admission for new ones (existing ones were admitted already).
+        let mut admitted: BTreeMap<String, Pod> = BTreeMap::new();
+        for pod in pods {
+            let uid = pod_uid(pod);
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let key = ObjectKey::namespaced("Pod", &ns, &name);
+            let mut pod = pod.clone();
+            if !manager.has(&uid) {
+                if let Err(message) = self.admit(
+                    &mut pod,
+                    &ns,
+                    &namespaces,
+                    &limit_ranges,
+                    &quotas,
+                    &admitted,
+                ) {
+                    let message =
+                        format!("Error creating: pods \"{name}\" is forbidden: {message}");
+                    self.events.record(
+                        &Involved::object(&key),
+                        EventType::Warning,
+                        "FailedCreate",
+                        &message,
+                    );
+                    continue;
+                }
+            }
+            admitted.insert(uid, pod);
+        }
+        manager.sync(admitted);
+    }
+
+    fn admit(
+        &self,
+        pod: &mut Pod,
+        ns: &str,
+        namespaces: &HashSet<String>,
+        limit_ranges: &BTreeMap<String, Vec<LimitRange>>,
+        quotas: &BTreeMap<String, Vec<ResourceQuota>>,
+        admitted: &BTreeMap<String, Pod>,
+    ) -> Result<(), String> {
+        if !namespaces.contains(ns) {
+            return Err(format!("namespaces \"{ns}\" not found"));
+        }
+        if let Some(ranges) = limit_ranges.get(ns) {
+            apply_limit_ranges(pod, ranges)?;
+        }
+        if let Some(quotas) = quotas.get(ns) {
+            let existing: Vec<&Pod> = admitted
+                .values()
+                .filter(|p| p.metadata.namespace.as_deref().unwrap_or("default") == ns)
+                .collect();
+            for quota in quotas {
+                check_quota(pod, quota, &existing)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn namespace_json(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}})
+}
+
+/// Attaches to the supervisor (starting it after a reboot) and reports what it runs.
+async fn readopt(runtime: &Runtime) -> anyhow::Result<()> {
     let rt = runtime.clone();
     let (containers, cleaned) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        // Starts the supervisor if none runs (first start, or after a reboot).
         let (pid, version) = rt.ping()?;
         tracing::info!(pid, version, "supervisor up");
         Ok((rt.list()?, rt.clean_orphans(ORPHAN_MIN_AGE)?))
@@ -68,7 +388,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     .await??;
     let running = containers
         .iter()
-        .filter(|c| c.state == State::Running)
+        .filter(|c| c.state == outpost_runtime::container::State::Running)
         .count();
     tracing::info!(total = containers.len(), running, "re-adopted containers");
     for c in &containers {
@@ -87,25 +407,44 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             "removed leftovers of containers that were never created"
         );
     }
+    Ok(())
+}
 
-    let status = format!("{running} containers running");
-    if let Err(e) = notify(&[Notify::Ready, Notify::Status(&status)]) {
-        tracing::warn!("sd_notify: {e}");
-    }
-
-    let mut gc_tick = tokio::time::interval(GC_INTERVAL);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            _ = gc_tick.tick() => collect_garbage(&store, &runtime, policy).await,
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+/// Forwards the supervisor's exit stream to the pod workers, re-opening it
+/// (and telling workers to re-observe) when it breaks. A plain thread: the
+/// stream is a blocking read.
+fn watch_exits(runtime: Runtime, tx: broadcast::Sender<ExitEvent>) {
+    std::thread::spawn(move || loop {
+        match runtime.watch_exits() {
+            Ok(mut stream) => {
+                let _ = tx.send(ExitEvent::Resync);
+                while let Ok((id, exit)) = stream.next() {
+                    let _ = tx.send(ExitEvent::Exited(id, exit));
+                }
+            }
+            Err(e) => tracing::warn!("cannot watch container exits: {e}"),
         }
-    }
-    // Containers stay up: they belong to the supervisor, and a restarted agent re-adopts them.
-    let _ = notify(&[Notify::Stopping]);
-    tracing::info!("agent stopping; containers keep running");
-    Ok(ExitCode::SUCCESS)
+        std::thread::sleep(Duration::from_secs(1));
+    });
+}
+
+/// (cpu millicores, memory bytes) of this node.
+fn node_capacity() -> (u64, u64) {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .flatten()
+        .unwrap_or(0)
+        * 1024;
+    (cpus * 1000, memory)
 }
 
 async fn collect_garbage(store: &Store, runtime: &Runtime, policy: GcPolicy) {
@@ -174,7 +513,9 @@ async fn import_airgap(store: &Store, dir: &Path) {
                 seen.files.push(key);
                 changed = true;
             }
-            Ok(Err(e)) => tracing::error!(file = %path.display(), "air-gap import refused: {e}"),
+            Ok(Err(e)) => {
+                tracing::error!(file = %path.display(), "air-gap import refused: {}", outpost_runtime::error::chain(&e))
+            }
             Err(e) => tracing::error!(file = %path.display(), "air-gap import task: {e}"),
         }
     }

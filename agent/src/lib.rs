@@ -3,6 +3,14 @@
 //! crates (`outpost-runtime`, and later `outpost-net`, `outpost-dns`).
 
 pub mod agent;
+pub mod api;
 pub mod cli;
+pub mod desired;
+pub mod events;
 pub mod logging;
+pub mod manifest;
+pub mod paths;
+pub mod pods;
 pub mod quantity;
+pub mod source;
+pub mod state;

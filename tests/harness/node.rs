@@ -243,19 +243,17 @@ impl Drop for Node {
             }
         }
 
-        // What a user would do: remove every container, then the supervisor goes away.
+        // What a user would do: stop every container and pod sandbox (k3s-killall
+        // style), then the supervisor goes away.
         let rm = {
-            let mut cmd = self.command(&["ctr", "rm", "-f", "--all"]);
+            let mut cmd = self.command(&["killall"]);
             let deadline = Instant::now() + Duration::from_secs(60);
             try_output_until(&mut cmd, deadline)
         };
         let rm_failed = match &rm {
             Ok(out) if out.status.success() => None,
-            Ok(out) => Some(format!(
-                "`outpost ctr rm -f --all` failed:\n{}",
-                describe(out)
-            )),
-            Err(e) => Some(format!("`outpost ctr rm -f --all`: {e}")),
+            Ok(out) => Some(format!("`outpost killall` failed:\n{}", describe(out))),
+            Err(e) => Some(format!("`outpost killall`: {e}")),
         };
         let deadline = Instant::now() + SUPERVISOR_EXIT_TIMEOUT;
         while self.supervisor_pid().is_some() && Instant::now() < deadline {

@@ -1,9 +1,16 @@
 //! The `outpost` command line: kubectl-shaped verbs, plus `images` and `ctr`
 //! that work on the node's image store and containers directly.
 
+pub(crate) mod client;
 mod ctr;
+mod describe;
+mod get;
 mod images;
+mod killall;
+mod logs;
 mod table;
+
+pub use images::parse_duration;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +38,14 @@ pub enum Command {
     /// Low-level containers, without pods (like `crictl`/`ctr`): run, ps, logs, exec, stop, wait, rm.
     #[command(subcommand)]
     Ctr(ctr::CtrCommand),
+    /// Show objects, as `kubectl get`: pods, configmaps, secrets, events, namespaces, ….
+    Get(get::GetArgs),
+    /// Show an object in detail with its events, as `kubectl describe`.
+    Describe(describe::DescribeArgs),
+    /// Print a pod container's log, as `kubectl logs`.
+    Logs(logs::LogsArgs),
+    /// Stop every container and remove every pod sandbox (stop the agent first).
+    Killall(NodeDirs),
     /// Print the version.
     Version,
     /// The node's container supervisor (started on demand; not for direct use).
@@ -106,6 +121,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => crate::agent::run(args).await,
         Command::Images(cmd) => images::run(cmd).await,
         Command::Ctr(cmd) => ctr::run(cmd).await,
+        Command::Get(args) => get::run(args).await,
+        Command::Describe(args) => describe::run(args).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::Killall(dirs) => killall::run(dirs).await,
         Command::Version => {
             println!("outpost {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

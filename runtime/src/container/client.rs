@@ -267,6 +267,17 @@ impl Runtime {
         })
     }
 
+    /// Subscribes to every container exit from now on.
+    pub fn watch_exits(&self) -> Result<ExitWatch> {
+        let conn = self.connect()?;
+        proto::send(&conn, &Request::Watch, &[])
+            .map_err(Error::io("send to", &self.run.supervisor_socket))?;
+        Ok(ExitWatch {
+            conn,
+            buf: Vec::new(),
+        })
+    }
+
     /// Removes a container: the process (with `force`, even running), its
     /// cgroup, rootfs mount, writable layer and records.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
@@ -458,6 +469,28 @@ impl Exec {
             .map_err(Error::io("receive exec exit", ""))?
         {
             Some((Response::Exited { exit }, _)) => Ok(exit),
+            other => Err(unexpected(other.map(|(r, _)| r))),
+        }
+    }
+}
+
+/// A stream of container exits (see [`Runtime::watch_exits`]).
+#[derive(Debug)]
+pub struct ExitWatch {
+    conn: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl ExitWatch {
+    /// Blocks for the next exit; an error when the supervisor went away.
+    pub fn next(&mut self) -> Result<(String, ExitInfo)> {
+        match proto::recv::<Response>(&self.conn, &mut self.buf)
+            .map_err(Error::io("receive exits", ""))?
+        {
+            Some((Response::Event { id, exit }, _)) => Ok((id, exit)),
+            None => Err(Error::Supervisor {
+                message: "the supervisor closed the exit stream".into(),
+            }),
             other => Err(unexpected(other.map(|(r, _)| r))),
         }
     }

@@ -9,5 +9,7 @@ mod rootfs;
 pub mod spec;
 pub mod supervisor;
 
-pub use client::{validate_id, ContainerRecord, Exec, ExecOutput, ImageRootfs, LogConfig, Runtime};
+pub use client::{
+    validate_id, ContainerRecord, Exec, ExecOutput, ExitWatch, ImageRootfs, LogConfig, Runtime,
+};
 pub use proto::{ContainerInfo, ExecRequest, ExitInfo, State};

@@ -32,6 +32,8 @@ pub enum Request {
     List,
     /// Answer when the container has exited (at once if it already has).
     Wait { id: String },
+    /// Stream every container exit from now on, one [`Response::Event`] each.
+    Watch,
     /// Run a process inside a running container; stdin, stdout, stderr are passed
     /// as three descriptors with the request. Answered twice: `Started`, then `Exited`.
     Exec(ExecRequest),
@@ -65,11 +67,27 @@ pub struct ExecRequest {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Ok,
-    Pong { pid: u32, version: String },
-    Error { message: String },
-    Containers { containers: Vec<ContainerInfo> },
-    Started { pid: i32 },
-    Exited { exit: ExitInfo },
+    Pong {
+        pid: u32,
+        version: String,
+    },
+    Error {
+        message: String,
+    },
+    Containers {
+        containers: Vec<ContainerInfo>,
+    },
+    Started {
+        pid: i32,
+    },
+    Exited {
+        exit: ExitInfo,
+    },
+    /// On a `Watch` connection: a container ended.
+    Event {
+        id: String,
+        exit: ExitInfo,
+    },
 }
 
 /// Lifecycle state as the supervisor sees it.

@@ -98,6 +98,7 @@ pub fn run(run_dir: &Path, ready: impl FnOnce()) -> io::Result<()> {
         containers: BTreeMap::new(),
         waiters: Vec::new(),
         execs: HashMap::new(),
+        watchers: Vec::new(),
         last_activity: Instant::now(),
     };
     sup.adopt();
@@ -121,6 +122,8 @@ struct Supervisor {
     waiters: Vec<(String, UnixStream)>,
     /// Exec'd processes by pid, with the connection waiting for their exit.
     execs: HashMap<i32, ExecProc>,
+    /// Connections that asked to hear about every exit.
+    watchers: Vec<UnixStream>,
     last_activity: Instant,
 }
 
@@ -152,6 +155,7 @@ enum Slot {
     ProcessExit,
     Log(String, Stream),
     Waiter(usize),
+    Watcher(usize),
 }
 
 impl Supervisor {
@@ -182,6 +186,10 @@ impl Supervisor {
             }
             for (i, (_, conn)) in self.waiters.iter().enumerate() {
                 slots.push(Slot::Waiter(i));
+                fds.push(conn.as_fd());
+            }
+            for (i, conn) in self.watchers.iter().enumerate() {
+                slots.push(Slot::Watcher(i));
                 fds.push(conn.as_fd());
             }
             let mut pollfds: Vec<PollFd<'_>> = fds
@@ -220,6 +228,7 @@ impl Supervisor {
             drop(fds);
 
             let mut hung_up = Vec::new();
+            let mut watcher_gone = Vec::new();
             let mut reap = false;
             for (slot, _) in ready {
                 match slot {
@@ -227,7 +236,12 @@ impl Supervisor {
                     Slot::ProcessExit => reap = true,
                     Slot::Log(id, stream) => self.pump_log(&id, stream),
                     Slot::Waiter(i) => hung_up.push(i),
+                    Slot::Watcher(i) => watcher_gone.push(i),
                 }
+            }
+            watcher_gone.sort_unstable();
+            for i in watcher_gone.into_iter().rev() {
+                self.watchers.swap_remove(i);
             }
             // A waiting client that hung up (or wrote more) is dropped.
             hung_up.sort_unstable();
@@ -302,6 +316,11 @@ impl Supervisor {
                     return Ok(());
                 }
             },
+            Request::Watch => {
+                conn.set_nonblocking(true)?;
+                self.watchers.push(conn);
+                return Ok(());
+            }
             Request::Exec(req) => match self.exec(req, fds) {
                 Ok((pid, pidfd)) => {
                     reply(&conn, &Response::Started { pid })?;
@@ -605,6 +624,12 @@ impl Supervisor {
         for (_, conn) in done {
             let _ = reply(&conn, &Response::Exited { exit: exit.clone() });
         }
+        // A watcher that cannot take the event (gone, or not reading) is dropped.
+        let event = Response::Event {
+            id: id.to_owned(),
+            exit,
+        };
+        self.watchers.retain(|conn| reply(conn, &event).is_ok());
     }
 
     fn pump_log(&mut self, id: &str, stream: Stream) {

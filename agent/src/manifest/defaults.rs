@@ -1,0 +1,231 @@
+//! The API server's defaults (`pkg/apis/core/v1/defaults.go`), applied before
+//! validation so an object reads the same here as from `kubectl get -o yaml`.
+//! Status written in a manifest is dropped, as the API server drops it on
+//! create: status is observed, never desired.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, HTTPGetAction, LifecycleHandler, LimitRange, Pod, Probe, Secret,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+
+use super::validate::valid_resource;
+use super::{Object, DEFAULT_NAMESPACE};
+
+/// Fills in what the API server would; idempotent.
+pub(super) fn apply(object: &mut Object) {
+    match object {
+        Object::Namespace(ns) => {
+            ns.metadata.namespace = None;
+            ns.status = None;
+        }
+        Object::Pod(pod) => {
+            namespace(&mut pod.metadata);
+            self::pod(pod);
+        }
+        Object::ConfigMap(cm) => namespace(&mut cm.metadata),
+        Object::Secret(secret) => {
+            namespace(&mut secret.metadata);
+            self::secret(secret);
+        }
+        Object::LimitRange(lr) => {
+            namespace(&mut lr.metadata);
+            limit_range(lr);
+        }
+        Object::ResourceQuota(quota) => {
+            namespace(&mut quota.metadata);
+            quota.status = None;
+        }
+        // Its namespace was defaulted when it was read.
+        Object::Unsupported(_) => {}
+    }
+}
+
+/// Sets `field` to `value` when unset or empty (Go's zero value).
+fn or_default(field: &mut Option<String>, value: &str) {
+    if field.as_deref().is_none_or(str::is_empty) {
+        *field = Some(value.to_owned());
+    }
+}
+
+/// Probe and LimitRange numbers: unset and 0 both mean "the default" in the
+/// Go API types.
+fn or_default_i32(field: &mut Option<i32>, value: i32) {
+    if matches!(field, None | Some(0)) {
+        *field = Some(value);
+    }
+}
+
+fn namespace(meta: &mut ObjectMeta) {
+    or_default(&mut meta.namespace, DEFAULT_NAMESPACE);
+}
+
+fn pod(pod: &mut Pod) {
+    pod.status = None;
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    or_default(&mut spec.restart_policy, "Always");
+    or_default(&mut spec.dns_policy, "ClusterFirst");
+    spec.termination_grace_period_seconds.get_or_insert(30);
+    spec.enable_service_links.get_or_insert(true);
+    for c in spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut())
+    {
+        container(c);
+    }
+    for volume in spec.volumes.iter_mut().flatten() {
+        if let Some(cm) = volume.config_map.as_mut() {
+            cm.default_mode.get_or_insert(0o644);
+        }
+        if let Some(secret) = volume.secret.as_mut() {
+            secret.default_mode.get_or_insert(0o644);
+        }
+        if let Some(host) = volume.host_path.as_mut() {
+            host.type_.get_or_insert_with(String::new);
+        }
+    }
+}
+
+fn container(c: &mut Container) {
+    if c.image_pull_policy.as_deref().is_none_or(str::is_empty) {
+        let policy = pull_policy(c.image.as_deref().unwrap_or_default());
+        c.image_pull_policy = Some(policy.to_owned());
+    }
+    or_default(&mut c.termination_message_path, "/dev/termination-log");
+    or_default(&mut c.termination_message_policy, "File");
+    for port in c.ports.iter_mut().flatten() {
+        or_default(&mut port.protocol, "TCP");
+    }
+    for probe in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ] {
+        if let Some(probe) = probe.as_mut() {
+            self::probe(probe);
+        }
+    }
+    if let Some(lifecycle) = c.lifecycle.as_mut() {
+        for handler in [&mut lifecycle.post_start, &mut lifecycle.pre_stop]
+            .into_iter()
+            .flatten()
+        {
+            lifecycle_handler(handler);
+        }
+    }
+    for env in c.env.iter_mut().flatten() {
+        if let Some(field) = env
+            .value_from
+            .as_mut()
+            .and_then(|from| from.field_ref.as_mut())
+        {
+            or_default(&mut field.api_version, "v1");
+        }
+    }
+    // A limit without a request is also the request (SetDefaults_Pod). An
+    // invalid limit is not copied: it is reported once, where it was written.
+    if let Some(resources) = c.resources.as_mut() {
+        for (name, limit) in resources.limits.iter().flatten() {
+            if valid_resource(name, limit) {
+                let requests = resources.requests.get_or_insert_with(BTreeMap::new);
+                requests
+                    .entry(name.clone())
+                    .or_insert_with(|| limit.clone());
+            }
+        }
+    }
+}
+
+/// `Always` for `:latest` or no tag, else `IfNotPresent` (by digest too).
+pub(super) fn pull_policy(image: &str) -> &'static str {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, _)) => (name, true),
+        None => (image, false),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, "latest")) => "Always",
+        Some(_) => "IfNotPresent",
+        None if digest => "IfNotPresent",
+        None => "Always",
+    }
+}
+
+fn probe(probe: &mut Probe) {
+    or_default_i32(&mut probe.timeout_seconds, 1);
+    or_default_i32(&mut probe.period_seconds, 10);
+    or_default_i32(&mut probe.success_threshold, 1);
+    or_default_i32(&mut probe.failure_threshold, 3);
+    probe.initial_delay_seconds.get_or_insert(0);
+    if let Some(http) = probe.http_get.as_mut() {
+        http_get(http);
+    }
+}
+
+fn lifecycle_handler(handler: &mut LifecycleHandler) {
+    if let Some(http) = handler.http_get.as_mut() {
+        http_get(http);
+    }
+}
+
+fn http_get(http: &mut HTTPGetAction) {
+    or_default(&mut http.path, "/");
+    or_default(&mut http.scheme, "HTTP");
+}
+
+/// `stringData` is a write-only convenience: merged into `data` (winning over
+/// it) and removed, as the API server does.
+fn secret(secret: &mut Secret) {
+    or_default(&mut secret.type_, "Opaque");
+    if let Some(strings) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_with(BTreeMap::new);
+        for (key, value) in strings {
+            data.insert(key, ByteString(value.into_bytes()));
+        }
+    }
+}
+
+/// SetDefaults_LimitRangeItem, for `type: Container`: the default limit is
+/// the max when unset; the default request is the default limit, else the min.
+fn limit_range(lr: &mut LimitRange) {
+    for item in lr.spec.iter_mut().flat_map(|s| s.limits.iter_mut()) {
+        if item.type_ != "Container" {
+            continue;
+        }
+        let fill = |into: &mut Option<BTreeMap<String, Quantity>>,
+                    from: &Option<BTreeMap<String, Quantity>>| {
+            for (name, q) in from.iter().flatten() {
+                into.get_or_insert_with(BTreeMap::new)
+                    .entry(name.clone())
+                    .or_insert_with(|| q.clone());
+            }
+        };
+        fill(&mut item.default, &item.max);
+        fill(&mut item.default_request, &item.default);
+        fill(&mut item.default_request, &item.min);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pull_policy;
+
+    #[test]
+    fn pull_policies() {
+        let check = |image: &str, expect: &str| assert_eq!(pull_policy(image), expect, "{image}");
+        check("nginx", "Always");
+        check("nginx:latest", "Always");
+        check("nginx:1.27", "IfNotPresent");
+        check("localhost:5000/app", "Always");
+        check("localhost:5000/app:v2", "IfNotPresent");
+        check("nginx@sha256:0123", "IfNotPresent");
+        check("nginx:latest@sha256:0123", "Always");
+    }
+}

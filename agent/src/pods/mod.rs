@@ -1,0 +1,175 @@
+//! Pods: from a desired Pod to running containers and back to a status.
+//!
+//! The [`Manager`] keeps one [`worker`] task per pod. A pod's uid is derived
+//! from its manifest (as the kubelet does for static pods): an edited manifest
+//! is a new pod, which replaces the old one.
+
+pub mod lifecycle;
+pub mod translate;
+pub mod volumes;
+pub mod worker;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use worker::{Command, ExitEvent, Objects, Shared};
+
+use crate::state::ObjectKey;
+
+/// The uid of a pod: a hash of its namespace, name and manifest, shaped like a UUID.
+pub fn pod_uid(pod: &Pod) -> String {
+    let mut bare = pod.clone();
+    bare.status = None;
+    bare.metadata.uid = None;
+    bare.metadata.resource_version = None;
+    let json = serde_json::to_vec(&bare).unwrap_or_default();
+    let h = hex::encode(Sha256::digest(&json));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+struct Handle {
+    key: ObjectKey,
+    command: watch::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+/// Keeps one worker per desired pod.
+pub struct Manager {
+    shared: Arc<Shared>,
+    workers: HashMap<String, Handle>,
+    /// Workers told to delete their pod, until they are done.
+    leaving: Vec<Handle>,
+}
+
+impl Manager {
+    pub fn new(shared: Arc<Shared>) -> Manager {
+        Manager {
+            shared,
+            workers: HashMap::new(),
+            leaving: Vec::new(),
+        }
+    }
+
+    /// The uids of pods that have a worker.
+    pub fn uids(&self) -> HashSet<String> {
+        self.workers.keys().cloned().collect()
+    }
+
+    /// Whether a pod with this uid already runs (admission is not repeated).
+    pub fn has(&self, uid: &str) -> bool {
+        self.workers.contains_key(uid)
+    }
+
+    /// Makes the set of workers match `pods` (already admitted), keyed by uid.
+    pub fn sync(&mut self, pods: BTreeMap<String, Pod>) {
+        self.leaving.retain(|h| !h.task.is_finished());
+        let gone: Vec<String> = self
+            .workers
+            .keys()
+            .filter(|uid| !pods.contains_key(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(h) = self.workers.remove(&uid) {
+                tracing::info!(pod = %h.key, uid, "pod no longer desired: terminating");
+                let _ = h.command.send(Command::Delete);
+                self.leaving.push(h);
+            }
+        }
+        for (uid, mut pod) in pods {
+            if self.workers.contains_key(&uid) {
+                continue;
+            }
+            pod.metadata.uid = Some(uid.clone());
+            let key = ObjectKey::namespaced(
+                "Pod",
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                pod.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let (tx, rx) = watch::channel(Command::Run);
+            let task = tokio::spawn(worker::run(
+                self.shared.clone(),
+                Arc::new(pod),
+                uid.clone(),
+                rx,
+            ));
+            self.workers.insert(
+                uid,
+                Handle {
+                    key,
+                    command: tx,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Removes what pods that no longer exist left behind: containers in the
+    /// supervisor, sandboxes and volumes (a crash between deciding and cleaning).
+    pub async fn clean_orphans(&self) {
+        let known = self.uids();
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut orphans: HashSet<String> = HashSet::new();
+            for c in shared.runtime.list().unwrap_or_default() {
+                if let Some((uid, _, _)) = worker::parse_container_id(&c.id) {
+                    orphans.insert(uid.to_owned());
+                }
+            }
+            for dir in [
+                shared.run_dir.join("pods"),
+                shared.state_dir.join("pod-volumes"),
+            ] {
+                if let Ok(entries) = std::fs::read_dir(&dir) {
+                    orphans.extend(
+                        entries
+                            .flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned()),
+                    );
+                }
+            }
+            orphans.retain(|uid| !known.contains(uid));
+            for uid in &orphans {
+                tracing::info!(
+                    uid,
+                    "removing the remains of a pod that is no longer desired"
+                );
+                if let Err(e) = worker::cleanup_pod(
+                    &shared.runtime,
+                    &shared.run_dir,
+                    &shared.state_dir,
+                    uid,
+                    None,
+                ) {
+                    tracing::warn!(uid, "cleaning up: {e}");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("orphan cleanup task: {e}");
+        }
+    }
+
+    /// Agent shutdown: workers stop watching; pods keep running.
+    pub async fn detach(self) {
+        for h in self.workers.values() {
+            let _ = h.command.send(Command::Detach);
+        }
+        for h in self.workers.into_values().chain(self.leaving) {
+            let _ = h.task.await;
+        }
+    }
+}

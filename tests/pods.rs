@@ -1,0 +1,418 @@
+//! Pods from manifests through the real agent: the file source, status and
+//! events through the local API, crash loops, bad manifests, re-adoption after
+//! SIGKILL, and a "reboot" with the upstream gone.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{ImageBuilder, Node};
+
+/// The image every pod here runs (imported, so no registry is needed).
+const IMAGE: &str = "example.com/test/busybox:1";
+
+/// A node with the busybox image imported and a manifests dir.
+fn node() -> (Node, PathBuf) {
+    let node = Node::new();
+    let archive = node.dir().join("busybox.tar");
+    ImageBuilder::busybox()
+        .build()
+        .docker_archive(&archive, IMAGE);
+    node.ok(&["images", "import", archive.to_str().expect("utf-8")]);
+    let manifests = node.dir().join("manifests");
+    std::fs::create_dir(&manifests).expect("manifests dir");
+    (node, manifests)
+}
+
+fn source(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+fn pods(node: &Node) -> Vec<Value> {
+    let out = node.ok(&["get", "pods", "-A", "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).expect("pod list json");
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn pod(node: &Node, name: &str) -> Option<Value> {
+    pods(node)
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == name)
+}
+
+/// Polls until `f` gives a value (30 s at most), panicking with `what` and the last pod list.
+fn wait_for<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let state = node.outpost(&["get", "pods", "-A", "-o", "json"]);
+            let events = node.outpost(&["get", "events", "-A"]);
+            panic!(
+                "timed out waiting for {what}\npods: {}\nevents: {}",
+                String::from_utf8_lossy(&state.stdout),
+                String::from_utf8_lossy(&events.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn running(node: &Node, name: &str) -> Value {
+    wait_for(node, &format!("pod {name} Running and Ready"), || {
+        pod(node, name)
+            .filter(|p| p["status"]["phase"] == "Running" && condition(p, "Ready") == "True")
+    })
+}
+
+fn condition(pod: &Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The supervisor id of a container, from its status (`outpost://<id>`).
+fn container_id(pod: &Value, index: usize) -> String {
+    pod["status"]["containerStatuses"][index]["containerID"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("outpost://"))
+        .expect("containerID")
+        .to_owned()
+}
+
+fn ctr_pid(node: &Node, id: &str) -> i64 {
+    let ps: Value =
+        serde_json::from_str(&node.ok(&["ctr", "ps", "-a", "-o", "json"])).expect("ps json");
+    ps.as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == id))
+        .and_then(|c| c["pid"].as_i64())
+        .unwrap_or_else(|| panic!("no container {id}"))
+}
+
+fn events(node: &Node) -> String {
+    node.ok(&["get", "events", "-A", "--sort-by=.lastTimestamp"])
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  GREETING: hello
+  MODE: edge
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+stringData:
+  TOKEN: s3cret
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  containers:
+  - name: web
+    image: example.com/test/busybox:1
+    command: ["sh", "-c"]
+    args:
+    - mkdir -p /www && echo ok > /www/health && echo "web $(GREETING) starting" && exec httpd -f -v -p 8080 -h /www
+    envFrom:
+    - configMapRef:
+        name: web-config
+    - secretRef:
+        name: web-secret
+      prefix: APP_
+    env:
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    resources:
+      requests: {cpu: 100m, memory: 32Mi}
+      limits: {cpu: 500m, memory: 64Mi}
+"#;
+
+#[test]
+fn a_web_pod_runs_from_the_file_source() {
+    let (node, manifests) = node();
+    std::fs::write(manifests.join("web.yaml"), WEB).expect("write manifest");
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let web = running(&node, "web");
+    assert_eq!(web["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(web["status"]["qosClass"], "Burstable");
+
+    let table = node.ok(&["get", "pods"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("1/1") && row.contains("Running"), "{table}");
+    assert!(node.ok(&["get", "cm"]).contains("web-config"));
+
+    let id = container_id(&web, 0);
+    let env = node.ok(&["ctr", "exec", &id, "--", "env"]);
+    for want in [
+        "GREETING=hello",
+        "MODE=edge",
+        "APP_TOKEN=s3cret",
+        "POD_NAME=web",
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "{want} missing from the container's env:\n{env}"
+        );
+    }
+    let health = node.ok(&[
+        "ctr",
+        "exec",
+        &id,
+        "--",
+        "wget",
+        "-qO-",
+        "http://127.0.0.1:8080/health",
+    ]);
+    assert_eq!(health, "ok\n");
+    let logs = wait_for(&node, "the web log", || {
+        let l = node.ok(&["logs", "web"]);
+        l.contains("web hello starting").then_some(l)
+    });
+    assert!(logs.starts_with("web hello starting"), "{logs}");
+    let cgroup = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/outpost/{id}/memory.limit_in_bytes"
+    ))
+    .expect("memory cgroup");
+    assert_eq!(cgroup.trim(), (64u64 << 20).to_string());
+    let describe = node.ok(&["describe", "pod", "web"]);
+    assert!(
+        describe.contains("Started") && describe.contains("web-config"),
+        "{describe}"
+    );
+
+    // Removing the manifest removes the pod, and everything it had.
+    std::fs::remove_file(manifests.join("web.yaml")).expect("rm");
+    wait_for(&node, "web to go", || {
+        pod(&node, "web").is_none().then_some(())
+    });
+    let ps = node.ok(&["ctr", "ps", "-a"]);
+    assert!(!ps.contains(&id), "{ps}");
+    assert!(
+        std::fs::read_dir(node.run_dir().join("pods"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "sandbox left"
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_crash_loop_backs_off() {
+    let (node, manifests) = node();
+    std::fs::write(
+        manifests.join("crash.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: crash\nspec:\n  containers:\n  - name: crash\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo boom; exit 2\"]\n"),
+    )
+    .expect("write");
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    // Record when each restart is first seen.
+    let mut seen: Vec<(u64, Instant)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(50);
+    let mut crash_loop = false;
+    while Instant::now() < deadline && seen.len() < 3 {
+        if let Some(p) = pod(&node, "crash") {
+            let status = &p["status"]["containerStatuses"][0];
+            let restarts = status["restartCount"].as_u64().unwrap_or(0);
+            if seen.last().is_none_or(|(r, _)| *r < restarts) {
+                seen.push((restarts, Instant::now()));
+            }
+            crash_loop |= status["state"]["waiting"]["reason"] == "CrashLoopBackOff";
+            if restarts > 0 {
+                assert_eq!(status["lastState"]["terminated"]["exitCode"], 2, "{p}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        seen.len() >= 3,
+        "restarts seen: {:?}",
+        seen.iter().map(|(r, _)| r).collect::<Vec<_>>()
+    );
+    assert!(crash_loop, "status showed CrashLoopBackOff");
+    let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    assert!(
+        gaps[gaps.len() - 1] > gaps[0],
+        "back-off gaps grow: {gaps:?}"
+    );
+    assert!(events(&node).contains("BackOff"), "{}", events(&node));
+    assert_eq!(node.ok(&["logs", "crash", "--previous"]), "boom\n");
+    let table = node.ok(&["get", "pods"]);
+    assert!(
+        table.contains("CrashLoopBackOff") || table.contains("Error"),
+        "{table}"
+    );
+    agent.stop();
+}
+
+#[test]
+fn an_invalid_manifest_changes_nothing_until_fixed() {
+    let (node, manifests) = node();
+    std::fs::write(manifests.join("web.yaml"), WEB).expect("write");
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let web = running(&node, "web");
+    let id = container_id(&web, 0);
+    let pid = ctr_pid(&node, &id);
+
+    let bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: second\nspec:\n  containers:\n  - name: second\n    image: example.com/test/busybox:1\n    command: [sleep, \"1000\"]\n    ports:\n    - containerPort: 99999\n";
+    std::fs::write(manifests.join("second.yaml"), bad).expect("write");
+    let rejected = wait_for(&node, "a BundleRejected event", || {
+        let e = events(&node);
+        e.contains("BundleRejected").then_some(e)
+    });
+    assert!(
+        rejected.contains("second.yaml") && rejected.contains("containerPort"),
+        "{rejected}"
+    );
+    assert!(pod(&node, "second").is_none());
+    assert_eq!(ctr_pid(&node, &id), pid, "the running pod was untouched");
+
+    std::fs::write(manifests.join("second.yaml"), bad.replace("99999", "8081")).expect("fix");
+    running(&node, "second");
+    assert_eq!(ctr_pid(&node, &id), pid);
+    agent.stop();
+}
+
+#[test]
+fn agent_sigkill_readopts_every_pod_without_restarts() {
+    let (node, manifests) = node();
+    for i in 0..5 {
+        std::fs::write(
+            manifests.join(format!("p{i}.yaml")),
+            format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\nspec:\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [\"sleep\", \"1000\"]\n"),
+        )
+        .expect("write");
+    }
+    let args = ["--source".to_owned(), source(&manifests)];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = node.spawn_agent(&args);
+    let before: Vec<(String, i64)> = (0..5)
+        .map(|i| {
+            let p = running(&node, &format!("p{i}"));
+            let id = container_id(&p, 0);
+            let pid = ctr_pid(&node, &id);
+            (id, pid)
+        })
+        .collect();
+    agent.sigkill();
+    let agent = node.spawn_agent(&args);
+    for i in 0..5 {
+        let p = running(&node, &format!("p{i}"));
+        assert_eq!(
+            p["status"]["containerStatuses"][0]["restartCount"], 0,
+            "p{i} was not restarted"
+        );
+        let id = container_id(&p, 0);
+        assert_eq!(
+            (id.clone(), ctr_pid(&node, &id)),
+            before[i],
+            "p{i} kept its container"
+        );
+    }
+    agent.stop();
+}
+
+#[test]
+fn a_reboot_with_the_upstream_gone_brings_every_pod_back() {
+    let (node, manifests) = node();
+    // The upstream: a real HTTP server in the test host, serving one bundle.
+    let www = node.dir().join("www");
+    std::fs::create_dir(&www).expect("www");
+    let bundle = (0..2)
+        .map(|i| format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: r{i}\nspec:\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [\"sleep\", \"1000\"]\n"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    std::fs::write(www.join("bundle.yaml"), bundle).expect("bundle");
+    let port = node.host.free_port();
+    let mut server = node
+        .host
+        .command("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    let url = format!("http://127.0.0.1:{port}/bundle.yaml");
+    let args = [
+        "--source",
+        &url,
+        "--allow-http-source",
+        "--source-interval",
+        "1s",
+    ];
+    wait_for(&node, "the http server", || {
+        crate::harness::try_http_request(
+            &node.host,
+            "GET",
+            &format!("127.0.0.1:{port}"),
+            "/bundle.yaml",
+            &[],
+        )
+        .ok()
+        .filter(|r| r.status == 200)
+    });
+    let agent = node.spawn_agent(&args);
+    running(&node, "r0");
+    running(&node, "r1");
+
+    // Power off: the agent stops, every container dies, the run dir (tmpfs) is gone,
+    // and the upstream is unreachable when the node comes back.
+    agent.stop();
+    node.ok(&["ctr", "rm", "-f", "--all"]);
+    wait_for(&node, "the supervisor to exit", || {
+        node.supervisor_pid().is_none().then_some(())
+    });
+    // tmpfs is empty after a reboot: no mounts (pinned namespaces) survive either.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let run = node.run_dir();
+    for point in mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(&run))
+    {
+        nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH).expect("unmount");
+    }
+    std::fs::remove_dir_all(node.run_dir()).expect("clear run dir");
+    std::fs::create_dir(node.run_dir()).expect("run dir");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = manifests;
+
+    let agent = node.spawn_agent(&args);
+    running(&node, "r0");
+    running(&node, "r1");
+    let e = wait_for(&node, "a SourceUnreachable event", || {
+        let e = events(&node);
+        e.contains("SourceUnreachable").then_some(e)
+    });
+    assert!(e.contains(&url), "{e}");
+    agent.stop();
+}
