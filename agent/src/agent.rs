@@ -94,14 +94,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     for url in &args.sources {
         let mut config =
             SourceConfig::parse(url).map_err(|e| anyhow::anyhow!("--source {url}: {e}"))?;
-        config.bearer_token_file = args.source_token_file.clone();
-        config.ca_file = args.source_ca.clone();
-        config.public_key = args.source_public_key.clone();
         config.interval = args.source_interval;
         config.allow_http = args.allow_http_source;
-        if url.starts_with("http://") && !args.allow_http_source {
-            anyhow::bail!("--source {url}: plain http is refused; use https, or pass --allow-http-source on a trusted network");
+        if !url.starts_with("file://") {
+            config.bearer_token_file = args.source_token_file.clone();
+            config.ca_file = args.source_ca.clone();
+            config.public_key = args.source_public_key.clone();
         }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--source {url}: {e}"))?;
         source_configs.push(config);
     }
     let node_name = match &args.node_name {
@@ -418,7 +420,7 @@ fn watch_exits(runtime: Runtime, tx: broadcast::Sender<ExitEvent>) {
         match runtime.watch_exits() {
             Ok(mut stream) => {
                 let _ = tx.send(ExitEvent::Resync);
-                while let Ok((id, exit)) = stream.next() {
+                while let Ok((id, exit)) = stream.next_exit() {
                     let _ = tx.send(ExitEvent::Exited(id, exit));
                 }
             }

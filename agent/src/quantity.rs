@@ -1,56 +1,76 @@
-//! Kubernetes resource quantities (`32Mi`, `1G`, `500m`, `0.5`), as users write
-//! them in manifests and on the command line.
+//! Kubernetes resource quantities (`32Mi`, `1G`, `500m`, `129e6`, `0.5`), as
+//! users write them in manifests and on the command line. The grammar is the
+//! API server's: a signed decimal number, then a binary suffix (Ki … Ei), a
+//! decimal suffix (n, u, m, k, M, G, T, P, E) or a decimal exponent (e3, E-2).
 
-/// Parses a memory-style quantity into bytes: plain numbers, decimal suffixes
-/// (k, M, G, T, P, E) and binary ones (Ki, Mi, Gi, Ti, Pi, Ei).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("invalid quantity {s:?}: expected a number with an optional suffix like 64Mi or 1G")
-    };
+/// Parses a quantity into its value in base units (bytes, cores).
+fn parse(s: &str) -> Result<f64, ()> {
+    let bad = || ();
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let multiplier: u64 = match suffix {
-        "" => 1,
-        "k" => 1000,
-        "M" => 1000u64.pow(2),
-        "G" => 1000u64.pow(3),
-        "T" => 1000u64.pow(4),
-        "P" => 1000u64.pow(5),
-        "E" => 1000u64.pow(6),
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
+    let body = s.strip_prefix('+').unwrap_or(s);
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(body.len());
+    let (num, suffix) = body.split_at(split);
+    if num.is_empty()
+        || num == "."
+        || num.matches('.').count() > 1
+        || num.rfind('-').is_some_and(|i| i > 0)
+    {
+        return Err(bad());
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let multiplier = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exp if exp.starts_with(['e', 'E']) => {
+            let e: i32 = exp[1..].parse().map_err(|_| bad())?;
+            10f64.powi(e)
+        }
         _ => return Err(bad()),
     };
-    let value: f64 = num.parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(bad());
+    let v = value * multiplier;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(bad())
     }
-    let bytes = value * multiplier as f64;
-    if bytes > u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes.ceil() as u64)
 }
 
-/// Parses a CPU quantity into millicores: `500m`, `0.5`, `2`.
+/// A memory-style quantity in bytes (rounded up, as the API server does).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    match parse(s) {
+        Ok(v) if (0.0..=u64::MAX as f64).contains(&v) => Ok(v.ceil() as u64),
+        _ => Err(format!(
+            "invalid quantity {s:?}: expected a number with an optional suffix like 64Mi or 1G"
+        )),
+    }
+}
+
+/// A CPU quantity in millicores (rounded up: `0.5m` is 1m, as the kubelet's MilliValue).
 pub fn parse_millicpu(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid cpu quantity {s:?}: expected e.g. 500m, 0.5 or 2");
-    let s = s.trim();
-    if let Some(m) = s.strip_suffix('m') {
-        return m.parse().map_err(|_| bad());
+    match parse(s) {
+        Ok(v) if v >= 0.0 && v * 1000.0 <= u64::MAX as f64 => {
+            Ok((v * 1000.0 - 1e-9).ceil().max(0.0) as u64)
+        }
+        _ => Err(format!(
+            "invalid cpu quantity {s:?}: expected e.g. 500m, 0.5 or 2"
+        )),
     }
-    let cores: f64 = s.parse().map_err(|_| bad())?;
-    if !cores.is_finite() || cores < 0.0 {
-        return Err(bad());
-    }
-    Ok((cores * 1000.0).ceil() as u64)
 }
 
 #[cfg(test)]
@@ -67,9 +87,15 @@ mod tests {
         check("1.5Ki", Ok(1536));
         check("100", Ok(100));
         check("1k", Ok(1000));
+        check("129e6", Ok(129_000_000));
+        check("129E6", Ok(129_000_000));
+        check("1e3", Ok(1000));
+        check("+5", Ok(5));
         check("12MB", Err(()));
         check("-1", Err(()));
         check("", Err(()));
+        check("1.2.3", Err(()));
+        check("1-2", Err(()));
     }
 
     #[test]
@@ -80,7 +106,11 @@ mod tests {
         check("500m", Ok(500));
         check("0.5", Ok(500));
         check("2", Ok(2000));
+        check("1k", Ok(1_000_000));
+        check("0.5m", Ok(1));
         check("0.0001", Ok(1));
+        check("100u", Ok(1));
+        check("1e-3", Ok(1));
         check("x", Err(()));
     }
 }

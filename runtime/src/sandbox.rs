@@ -84,9 +84,13 @@ pub fn remove(dir: &Path) -> Result<()> {
     }
 }
 
-/// Whether `path` is a pinned namespace (an nsfs bind mount).
-fn is_pinned(path: &Path) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == 0x6e73_6673) // NSFS_MAGIC
+/// Whether `path` is a pinned namespace (an nsfs bind mount), of any kind.
+pub fn is_pinned(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::useless_conversion)]
+    let pinned = rustix::fs::statfs(path).is_ok_and(|s| i64::from(s.f_type) == NSFS_MAGIC);
+    pinned
 }
 
 #[cfg(test)]

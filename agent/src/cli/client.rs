@@ -103,6 +103,18 @@ pub fn report(result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Writes to stdout; a closed pipe (`| head`) is no error but `Ok(false)`,
+/// so the command ends quietly as kubectl does.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
+}
+
 /// Talks to the agent's API.
 #[derive(Debug, Clone)]
 pub struct Client {

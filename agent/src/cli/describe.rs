@@ -8,7 +8,7 @@ use clap::Args;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::client::{report, ApiArgs, Client, StatusError};
+use super::client::{report, write_stdout, ApiArgs, Client, StatusError};
 use super::get::{list_path, resolve, to_yaml};
 use crate::api::printers::{event_times, pod_ip, since, text, time};
 use crate::api::resources::Resource;
@@ -102,7 +102,7 @@ async fn describe(args: DescribeArgs) -> anyhow::Result<ExitCode> {
         let events = events_for(&client, resource, object).await?;
         out.push_str(&describe_object(resource, object, &events, now)?);
     }
-    print!("{out}");
+    write_stdout(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,7 +1,6 @@
 //! `outpost get KIND [NAME]...`: kubectl's `get`, read through the agent's API.
 
 use std::cmp::Ordering;
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,7 +8,7 @@ use clap::Args;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use super::client::{report, ApiArgs, Client, StatusError};
+use super::client::{report, write_stdout, ApiArgs, Client, StatusError};
 use super::table;
 use crate::api::printers::format_labels;
 use crate::api::resources::{self, Resource};
@@ -440,8 +439,7 @@ async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         }
         Output::Name => {}
     }
-    print!("{out}");
-    std::io::stdout().flush().context("writing to stdout")?;
+    write_stdout(out.as_bytes())?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -491,8 +489,8 @@ async fn watch(
         with_kind: false,
         show_labels: args.show_labels,
     };
-    let mut stdout = std::io::stdout();
-    let mut print = |objects: &[Value], first: &mut bool| -> anyhow::Result<()> {
+    // Ok(false): stdout was closed.
+    let mut print = |objects: &[Value], first: &mut bool| -> anyhow::Result<bool> {
         let mut out = String::new();
         match output {
             Output::Table { .. } => {
@@ -536,10 +534,7 @@ async fn watch(
         if !objects.is_empty() {
             *first = false;
         }
-        stdout
-            .write_all(out.as_bytes())
-            .and_then(|()| stdout.flush())
-            .context("writing to stdout")
+        write_stdout(out.as_bytes())
     };
     loop {
         let list = client.get(&base).await?;
@@ -552,8 +547,8 @@ async fn watch(
         if let Some(expr) = &args.sort_by {
             sort_by(&mut objects, &field_pointer(expr)?);
         }
-        if first {
-            print(&objects, &mut first)?;
+        if first && !print(&objects, &mut first)? {
+            return Ok(ExitCode::SUCCESS);
         }
         let sep = if base.contains('?') { '&' } else { '?' };
         let mut stream = client
@@ -561,7 +556,11 @@ async fn watch(
             .await?;
         loop {
             match stream.event().await {
-                Ok(Some((_, object))) => print(std::slice::from_ref(&object), &mut first)?,
+                Ok(Some((_, object))) => {
+                    if !print(std::slice::from_ref(&object), &mut first)? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
                 Ok(None) => return Ok(ExitCode::SUCCESS),
                 // Too far behind: list again and go on, as informers do.
                 Err(e)

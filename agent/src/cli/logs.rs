@@ -1,13 +1,12 @@
 //! `outpost logs POD`: a container's log through the agent's API, as `kubectl logs`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
-use super::client::{report, ApiArgs};
+use super::client::{report, write_stdout, ApiArgs};
 use super::images::parse_duration;
 use crate::api::printers::text;
 use crate::api::route::encode;
@@ -164,14 +163,8 @@ async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     };
     let path = log_path(&args.namespace, &pod, &args, container.as_deref())?;
     let mut stream = client.stream(&path).await?;
-    let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = stream.chunk().await? {
-        // A closed pipe (`| head`) ends the command quietly, as kubectl does.
-        if stdout
-            .write_all(&chunk)
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
+        if !write_stdout(&chunk)? {
             break;
         }
     }

@@ -431,7 +431,7 @@ impl Worker {
                 None
             } else {
                 let path = dir.join("net");
-                if !is_pinned(&path) {
+                if !outpost_runtime::sandbox::is_pinned(&path) {
                     let _ = std::fs::create_dir_all(&dir);
                     outpost_net::netns::remove(&path)
                         .map_err(|e| ("FailedCreatePodSandBox", chain(&e)))?;
@@ -911,10 +911,6 @@ fn keep_transition_times(old: Option<&Value>, mut status: Value) -> Value {
         }
     }
     status
-}
-
-fn is_pinned(path: &std::path::Path) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == 0x6e73_6673)
 }
 
 /// An error and its causes on one line.

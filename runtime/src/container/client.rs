@@ -483,7 +483,7 @@ pub struct ExitWatch {
 
 impl ExitWatch {
     /// Blocks for the next exit; an error when the supervisor went away.
-    pub fn next(&mut self) -> Result<(String, ExitInfo)> {
+    pub fn next_exit(&mut self) -> Result<(String, ExitInfo)> {
         match proto::recv::<Response>(&self.conn, &mut self.buf)
             .map_err(Error::io("receive exits", ""))?
         {
