@@ -5,7 +5,6 @@
 
 /// Parses a quantity into its value in base units (bytes, cores).
 fn parse(s: &str) -> Result<f64, ()> {
-    let bad = || ();
     let s = s.trim();
     let body = s.strip_prefix('+').unwrap_or(s);
     let split = body
@@ -17,9 +16,9 @@ fn parse(s: &str) -> Result<f64, ()> {
         || num.matches('.').count() > 1
         || num.rfind('-').is_some_and(|i| i > 0)
     {
-        return Err(bad());
+        return Err(());
     }
-    let value: f64 = num.parse().map_err(|_| bad())?;
+    let value: f64 = num.parse().map_err(|_| ())?;
     let multiplier = match suffix {
         "" => 1.0,
         "n" => 1e-9,
@@ -38,16 +37,16 @@ fn parse(s: &str) -> Result<f64, ()> {
         "Pi" => 1024f64.powi(5),
         "Ei" => 1024f64.powi(6),
         exp if exp.starts_with(['e', 'E']) => {
-            let e: i32 = exp[1..].parse().map_err(|_| bad())?;
+            let e: i32 = exp[1..].parse().map_err(|_| ())?;
             10f64.powi(e)
         }
-        _ => return Err(bad()),
+        _ => return Err(()),
     };
     let v = value * multiplier;
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(bad())
+        Err(())
     }
 }
 
