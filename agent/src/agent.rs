@@ -43,6 +43,9 @@ const PLAIN_KINDS: &[&str] = &[
     "LimitRange",
     "ResourceQuota",
 ];
+/// The annotation naming the source an object came from.
+pub const SOURCE_ANNOTATION: &str = "outpost.io/source";
+
 /// Namespaces every cluster has.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -106,6 +109,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--source {url}: {e}"))?;
         source_configs.push(config);
     }
+    let local_source = args.sources.iter().find_map(|s| s.strip_prefix("file://")).map(PathBuf::from);
     let node_name = match &args.node_name {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
@@ -117,6 +121,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let store = dirs.store()?;
     let runtime = dirs.runtime()?;
     let puller = dirs.puller()?;
+    // Where `outpost apply/delete` edit (the first file source) and who else owns objects.
+    let sources = json!({"local": local_source, "sources": args.sources});
+    std::fs::write(crate::paths::sources_file(&dirs.run_dir), serde_json::to_vec_pretty(&sources)?)
+        .with_context(|| format!("write {}", crate::paths::sources_file(&dirs.run_dir).display()))?;
     let policy = GcPolicy {
         high_percent: args.image_gc_high_threshold,
         low_percent: args.image_gc_low_threshold,
@@ -250,7 +258,9 @@ impl Sync {
         let mut limit_ranges: BTreeMap<String, Vec<LimitRange>> = BTreeMap::new();
         let mut quotas: BTreeMap<String, Vec<ResourceQuota>> = BTreeMap::new();
         let mut pods: Vec<&Pod> = Vec::new();
-        for (key, (_, object)) in &merged {
+        let mut owners: BTreeMap<ObjectKey, &str> = BTreeMap::new();
+        for (key, (source, object)) in &merged {
+            owners.insert(key.clone(), source.as_str());
             match object {
                 Object::Pod(p) => pods.push(p),
                 Object::Unsupported(u) => {
@@ -286,6 +296,7 @@ impl Sync {
                         _ => {}
                     }
                     let mut json = other.to_json();
+                    json["metadata"]["annotations"][SOURCE_ANNOTATION] = json!(source);
                     if key.kind == "Namespace" {
                         json["status"] = json!({"phase": "Active"});
                     }
@@ -322,6 +333,9 @@ impl Sync {
             let name = pod.metadata.name.clone().unwrap_or_default();
             let key = ObjectKey::namespaced("Pod", &ns, &name);
             let mut pod = pod.clone();
+            if let Some(source) = owners.get(&key) {
+                pod.metadata.annotations.get_or_insert_with(Default::default).insert(SOURCE_ANNOTATION.into(), (*source).to_owned());
+            }
             if !manager.has(&uid) {
                 if let Err(message) = self.admit(
                     &mut pod,

@@ -38,3 +38,8 @@ pub fn desired_state(state_dir: &Path) -> PathBuf {
 pub fn api_socket(run_dir: &Path) -> PathBuf {
     run_dir.join("outpost.sock")
 }
+
+/// The agent's sources (`{"local": dir, "sources": [urls]}`), for `outpost apply/delete`.
+pub fn sources_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("sources.json")
+}

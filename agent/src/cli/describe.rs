@@ -362,7 +362,10 @@ pub fn describe_object(
         "Pod" => describe_pod(&mut w, object, now),
         _ => describe_generic(&mut w, resource, object)?,
     }
-    events(&mut w, event_list, now);
+    // kubectl's secret describer shows no events.
+    if resource.kind != "Secret" {
+        events(&mut w, event_list, now);
+    }
     Ok(w.finish())
 }
 
