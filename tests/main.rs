@@ -9,3 +9,4 @@ mod containers;
 mod harness_smoke;
 mod images;
 mod pods;
+mod sources;

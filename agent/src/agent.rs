@@ -109,7 +109,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--source {url}: {e}"))?;
         source_configs.push(config);
     }
-    let local_source = args.sources.iter().find_map(|s| s.strip_prefix("file://")).map(PathBuf::from);
+    let local_source = args
+        .sources
+        .iter()
+        .find_map(|s| s.strip_prefix("file://"))
+        .map(PathBuf::from);
     let node_name = match &args.node_name {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
@@ -123,8 +127,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let puller = dirs.puller()?;
     // Where `outpost apply/delete` edit (the first file source) and who else owns objects.
     let sources = json!({"local": local_source, "sources": args.sources});
-    std::fs::write(crate::paths::sources_file(&dirs.run_dir), serde_json::to_vec_pretty(&sources)?)
-        .with_context(|| format!("write {}", crate::paths::sources_file(&dirs.run_dir).display()))?;
+    std::fs::write(
+        crate::paths::sources_file(&dirs.run_dir),
+        serde_json::to_vec_pretty(&sources)?,
+    )
+    .with_context(|| {
+        format!(
+            "write {}",
+            crate::paths::sources_file(&dirs.run_dir).display()
+        )
+    })?;
     let policy = GcPolicy {
         high_percent: args.image_gc_high_threshold,
         low_percent: args.image_gc_low_threshold,
@@ -334,7 +346,10 @@ impl Sync {
             let key = ObjectKey::namespaced("Pod", &ns, &name);
             let mut pod = pod.clone();
             if let Some(source) = owners.get(&key) {
-                pod.metadata.annotations.get_or_insert_with(Default::default).insert(SOURCE_ANNOTATION.into(), (*source).to_owned());
+                pod.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(SOURCE_ANNOTATION.into(), (*source).to_owned());
             }
             if !manager.has(&uid) {
                 if let Err(message) = self.admit(

@@ -30,7 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(outpost::cli::run(cli)) {
+    let result = runtime.block_on(outpost::cli::run(cli));
+    // Blocking tasks still running (a container's grace period) must not hold
+    // the exit: what they were doing is picked up by the next agent.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -88,6 +88,20 @@ impl ClusterState {
     /// watchers. Returns the object's resource version.
     pub fn upsert(&self, key: ObjectKey, mut object: Value) -> u64 {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        // Kept from the first store: AGE counts from when the object appeared.
+        if object
+            .pointer("/metadata/creationTimestamp")
+            .is_none_or(Value::is_null)
+        {
+            let created = inner
+                .objects
+                .get(&key)
+                .and_then(|old| old.pointer("/metadata/creationTimestamp").cloned())
+                .unwrap_or_else(|| Value::String(crate::events::now()));
+            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("creationTimestamp".into(), created);
+            }
+        }
         if let Some(old) = inner.objects.get(&key) {
             if same_ignoring_version(old, &object) {
                 return resource_version(old);

@@ -163,12 +163,17 @@ impl Manager {
         }
     }
 
-    /// Agent shutdown: workers stop watching; pods keep running.
+    /// Agent shutdown: workers stop watching; pods keep running. Terminations
+    /// in progress are abandoned rather than waited for (a grace period can be
+    /// long): the next agent finds those pods undesired and finishes them.
     pub async fn detach(self) {
         for h in self.workers.values() {
             let _ = h.command.send(Command::Detach);
         }
-        for h in self.workers.into_values().chain(self.leaving) {
+        for h in self.leaving {
+            h.task.abort();
+        }
+        for h in self.workers.into_values() {
             let _ = h.task.await;
         }
     }
