@@ -142,6 +142,16 @@ spec:
     resources:
       requests: {cpu: 100m, memory: 32Mi}
       limits: {cpu: 500m, memory: 64Mi}
+    readinessProbe:
+      httpGet: {path: /health, port: http}
+      periodSeconds: 1
+    livenessProbe:
+      httpGet: {path: /health, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 2
+    ports:
+    - name: http
+      containerPort: 8080
 "#;
 
 #[test]
@@ -213,6 +223,103 @@ fn a_web_pod_runs_from_the_file_source() {
             .unwrap_or(0)
             == 0,
         "sandbox left"
+    );
+    agent.stop();
+}
+
+#[test]
+fn probes_drive_readiness_and_restart_an_unhealthy_container() {
+    let (node, manifests) = node();
+    std::fs::write(manifests.join("web.yaml"), WEB).expect("write manifest");
+    let hooks = node.dir().join("hooks");
+    std::fs::create_dir(&hooks).expect("hooks dir");
+    std::fs::write(
+        manifests.join("hooked.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hooked\nspec:\n  terminationGracePeriodSeconds: 5\n  volumes:\n  - name: out\n    hostPath: {{path: {}}}\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sleep, \"1000\"]\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n    lifecycle:\n      postStart:\n        exec: {{command: [sh, -c, 'echo started > /out/post-start']}}\n      preStop:\n        exec: {{command: [sh, -c, 'echo stopping > /out/pre-stop']}}\n",
+            hooks.display()
+        ),
+    )
+    .expect("write");
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let web = running(&node, "web");
+    assert_eq!(web["status"]["containerStatuses"][0]["ready"], true);
+    running(&node, "hooked");
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("post-start")).expect("postStart ran"),
+        "started\n"
+    );
+
+    // Health goes away: readiness drops, liveness restarts the container, which comes back healthy.
+    let id = container_id(&web, 0);
+    node.ok(&["ctr", "exec", &id, "--", "rm", "/www/health"]);
+    wait_for(&node, "web restarted by its liveness probe", || {
+        let p = pod(&node, "web")?;
+        let restarts = p["status"]["containerStatuses"][0]["restartCount"].as_u64()?;
+        (restarts >= 1 && condition(&p, "Ready") == "True").then_some(())
+    });
+    let e = events(&node);
+    assert!(
+        e.contains("Liveness probe failed")
+            && e.contains("failed liveness probe, will be restarted"),
+        "{e}"
+    );
+    assert!(e.contains("Readiness probe failed"), "{e}");
+    let web = pod(&node, "web").expect("web");
+    assert_eq!(
+        web["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137,
+        "{web}"
+    );
+
+    // Deleting a pod runs its preStop hook before the container stops.
+    std::fs::remove_file(manifests.join("hooked.yaml")).expect("rm");
+    wait_for(&node, "hooked to go", || {
+        pod(&node, "hooked").is_none().then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("pre-stop")).expect("preStop ran"),
+        "stopping\n"
+    );
+    agent.stop();
+}
+
+#[test]
+fn apply_and_delete_edit_the_local_source() {
+    let (node, manifests) = node();
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let input = node.dir().join("input.yaml");
+    std::fs::write(&input, format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: applied\nspec:\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sleep, \"1000\"]\n")).expect("write");
+    let path = input.to_str().expect("utf-8");
+    assert_eq!(
+        node.ok(&["apply", "-f", path]).trim(),
+        "pod/applied created"
+    );
+    running(&node, "applied");
+    assert_eq!(
+        node.ok(&["apply", "-f", path]).trim(),
+        "pod/applied unchanged"
+    );
+    // An invalid object is refused with its field, and nothing is written.
+    std::fs::write(
+        node.dir().join("bad.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers: []\n",
+    )
+    .expect("write");
+    let err = node.fails(&[
+        "apply",
+        "-f",
+        node.dir().join("bad.yaml").to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("spec.containers"), "{err}");
+    assert_eq!(
+        node.ok(&["delete", "pod", "applied"]).trim(),
+        "pod \"applied\" deleted"
+    );
+    assert!(pod(&node, "applied").is_none());
+    let err = node.fails(&["delete", "pod", "applied"]);
+    assert!(
+        err.contains("NotFound") && err.contains("\"applied\" not found"),
+        "{err}"
     );
     agent.stop();
 }

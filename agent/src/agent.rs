@@ -184,6 +184,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         crate::api::ApiConfig {
             socket: crate::paths::api_socket(&dirs.run_dir),
             state_dir: dirs.state_dir.clone(),
+            runtime: Some(runtime.clone()),
         },
         state.clone(),
         shutdown.clone(),

@@ -8,6 +8,7 @@
 //! `/api/v1/namespaces/{ns}/pods/{name}/log` for container logs; `/version`,
 //! `/api`, `/api/v1`, `/apis` for discovery. Failures are `Status` objects.
 
+pub mod exec;
 mod logs;
 pub mod printers;
 pub mod resources;
@@ -53,6 +54,8 @@ pub struct ApiConfig {
     pub socket: PathBuf,
     /// The agent's state dir, where pod logs live (`crate::paths::container_log`).
     pub state_dir: PathBuf,
+    /// The node's containers, for `pods/{name}/exec`; `None`: exec is unavailable.
+    pub runtime: Option<outpost_runtime::container::Runtime>,
 }
 
 /// How long connections get to finish at shutdown before they are cut.
@@ -66,6 +69,7 @@ const STREAM_BUFFER: usize = 64;
 struct Ctx {
     state: ClusterState,
     state_dir: PathBuf,
+    runtime: Option<outpost_runtime::container::Runtime>,
     history: Arc<History>,
     shutdown: CancellationToken,
 }
@@ -84,6 +88,7 @@ pub async fn serve(
         history: History::start(&state, shutdown.clone()),
         state,
         state_dir: config.state_dir,
+        runtime: config.runtime,
         shutdown: shutdown.clone(),
     });
     let mut connections = JoinSet::new();
@@ -157,8 +162,9 @@ async fn connection(ctx: Arc<Ctx>, stream: UnixStream) {
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
-    let conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     let mut conn = pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -249,6 +255,9 @@ where
 }
 
 async fn handle(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    if let Route::PodExec { namespace, name } = route::route(req.uri().path()) {
+        return exec::upgrade(ctx, &namespace, &name, req).unwrap_or_else(|e| error_response(&e));
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error_response(&ApiError::method_not_allowed());
     }
@@ -335,7 +344,7 @@ async fn dispatch(
             }
         }
         Route::PodLog { namespace, name } => pod_log(ctx, &namespace, &name, params).await?,
-        Route::NotFound => return Err(ApiError::no_route()),
+        Route::NotFound | Route::PodExec { .. } => return Err(ApiError::no_route()),
     })
 }
 

@@ -39,6 +39,11 @@ pub enum Route {
         namespace: String,
         name: String,
     },
+    /// `/api/v1/namespaces/{ns}/pods/{name}/exec`
+    PodExec {
+        namespace: String,
+        name: String,
+    },
     NotFound,
 }
 
@@ -77,6 +82,14 @@ fn in_group(group: &str, version: &str, rest: &[&str]) -> Route {
         // `/api/v1/namespaces/{ns}/pods/{name}/log`
         ["namespaces", ns, "pods", name, "log"] if group.is_empty() && valid(ns) && valid(name) => {
             Route::PodLog {
+                namespace: (*ns).to_owned(),
+                name: (*name).to_owned(),
+            }
+        }
+        ["namespaces", ns, "pods", name, "exec"]
+            if group.is_empty() && valid(ns) && valid(name) =>
+        {
+            Route::PodExec {
                 namespace: (*ns).to_owned(),
                 name: (*name).to_owned(),
             }
@@ -216,6 +229,7 @@ mod tests {
                 name,
             } => format!("get {} {name} in {namespace:?}", resource.plural),
             Route::PodLog { namespace, name } => format!("log {namespace}/{name}"),
+            Route::PodExec { namespace, name } => format!("exec {namespace}/{name}"),
             other => format!("{other:?}"),
         }
     }
@@ -271,7 +285,10 @@ mod tests {
         // Namespaces are not namespaced; pods are.
         check("/api/v1/namespaces/prod/namespaces", "NotFound");
         check("/api/v1/pods/web", "NotFound");
-        check("/api/v1/namespaces/default/pods/web/exec", "NotFound");
+        check(
+            "/api/v1/namespaces/default/pods/web/exec",
+            "exec default/web",
+        );
         check(
             "/apis/apps/v1/namespaces/default/deployments/web",
             "get deployments web in Some(\"default\")",

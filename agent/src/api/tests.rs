@@ -47,6 +47,7 @@ impl Server {
         let config = ApiConfig {
             socket: socket.clone(),
             state_dir: dir.path().join("state"),
+            runtime: None,
         };
         let task = tokio::spawn(serve(config, state.clone(), shutdown.clone()));
         let client = Client::new(&socket);

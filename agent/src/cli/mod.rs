@@ -1,9 +1,12 @@
 //! The `outpost` command line: kubectl-shaped verbs, plus `images` and `ctr`
 //! that work on the node's image store and containers directly.
 
+mod apply;
 pub(crate) mod client;
 mod ctr;
+mod delete;
 mod describe;
+mod exec;
 mod get;
 mod images;
 mod killall;
@@ -44,6 +47,12 @@ pub enum Command {
     Describe(describe::DescribeArgs),
     /// Print a pod container's log, as `kubectl logs`.
     Logs(logs::LogsArgs),
+    /// Run a command in a pod container, as `kubectl exec`.
+    Exec(exec::ExecArgs),
+    /// Put objects into the local source (the agent's file:// directory), as `kubectl apply -f`.
+    Apply(apply::ApplyArgs),
+    /// Remove objects from the local source, as `kubectl delete`.
+    Delete(delete::DeleteArgs),
     /// Stop every container and remove every pod sandbox (stop the agent first).
     Killall(NodeDirs),
     /// Print the version.
@@ -124,6 +133,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => get::run(args).await,
         Command::Describe(args) => describe::run(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Exec(args) => exec::run(args).await,
+        Command::Apply(args) => apply::run(args).await,
+        Command::Delete(args) => delete::run(args).await,
         Command::Killall(dirs) => killall::run(dirs).await,
         Command::Version => {
             println!("outpost {}", env!("CARGO_PKG_VERSION"));

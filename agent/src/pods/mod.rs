@@ -4,7 +4,9 @@
 //! from its manifest (as the kubelet does for static pods): an edited manifest
 //! is a new pod, which replaces the old one.
 
+pub mod hooks;
 pub mod lifecycle;
+pub mod probe;
 pub mod translate;
 pub mod volumes;
 pub mod worker;

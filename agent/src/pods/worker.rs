@@ -17,7 +17,9 @@ use outpost_runtime::image::ImageRef;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
+use super::hooks;
 use super::lifecycle::{self, Backoff, ContainerState, Observed, RestartPolicy, StatusInput};
+use super::probe::{self, ContainerProbes, ProbeKind, Target, Verdict};
 use super::translate::{self, Lookup, PodRuntimeInfo, SandboxNamespaces};
 use super::volumes;
 use crate::events::{EventType, Involved, Recorder};
@@ -94,6 +96,8 @@ struct Slot {
     last_state: Option<ContainerState>,
     started_at: Option<Instant>,
     image_id: String,
+    /// Probe state while the container runs.
+    probes: Option<ContainerProbes>,
 }
 
 impl Slot {
@@ -204,6 +208,7 @@ impl Worker {
             last_state: None,
             started_at: None,
             image_id: String::new(),
+            probes: None,
         };
         let slots = spec
             .init_containers
@@ -273,6 +278,8 @@ impl Worker {
             slot.state = observed_state(info);
             if info.state == State::Running {
                 slot.started_at = Some(Instant::now());
+                // Probe results start afresh, as after a kubelet restart.
+                slot.probes = Some(ContainerProbes::new(&slot.spec, Instant::now()));
             }
             if attempts.len() >= 2 {
                 slot.last_state = Some(observed_state(attempts[attempts.len() - 2].1));
@@ -304,6 +311,7 @@ impl Worker {
             _ => None,
         };
         let reason = exit.reason().to_owned();
+        self.slots[i].probes = None;
         self.slots[i].state = ContainerState::Terminated {
             exit_code: exit.code,
             signal: exit.signal,
@@ -408,7 +416,105 @@ impl Worker {
                 break;
             }
         }
+        if let Some(at) = self.run_probes().await {
+            earliest(at);
+        }
         wake
+    }
+
+    /// Runs the probes that are due, acts on their verdicts, and returns when
+    /// the next one is due.
+    async fn run_probes(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let netns = self.sandbox.as_ref().and_then(|s| s.network.clone());
+        let pod_ip = self.pod_ip();
+        let mut due: Vec<(usize, ProbeKind, String)> = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let (Some(probes), Some(id)) = (&slot.probes, slot.current_id(&self.uid)) else {
+                continue;
+            };
+            if matches!(slot.state, ContainerState::Running { .. }) {
+                due.extend(probes.due(now).into_iter().map(|k| (i, k, id.clone())));
+            }
+        }
+        let runs = due.iter().map(|(i, kind, id)| {
+            let target = Target {
+                runtime: &self.shared.runtime,
+                container_id: id,
+                netns: netns.as_deref(),
+                pod_ip: pod_ip.as_deref(),
+                container: &self.slots[*i].spec,
+            };
+            let probe = kind.of(&self.slots[*i].spec).cloned().unwrap_or_default();
+            async move { probe::run(&probe, &target).await }
+        });
+        let outcomes = futures_util::future::join_all(runs).await;
+        let now = Instant::now();
+        for ((i, kind, id), outcome) in due.into_iter().zip(outcomes) {
+            if let Some(message) = outcome.event_message(kind) {
+                self.event(Some(i), EventType::Warning, "Unhealthy", &message);
+            }
+            let Some(probes) = self.slots[i].probes.as_mut() else {
+                continue;
+            };
+            let verdict = probes.record(kind, &outcome, now);
+            let grace = probes.termination_grace_period(kind);
+            if let (Some(Verdict::Unhealthy(_)), ProbeKind::Liveness | ProbeKind::Startup) =
+                (verdict, kind)
+            {
+                let name = self.slots[i].spec.name.clone();
+                self.event(
+                    Some(i),
+                    EventType::Normal,
+                    "Killing",
+                    &kind.kill_message(&name),
+                );
+                self.slots[i].probes = None;
+                // Killed in the background: the exit arrives as an event and the
+                // restart policy takes it from there; the worker never waits out a grace period.
+                let grace = Duration::from_secs(
+                    grace.unwrap_or_else(|| self.grace_seconds()).max(0) as u64,
+                );
+                let runtime = self.shared.runtime.clone();
+                tokio::task::spawn_blocking(move || runtime.stop(&id, grace));
+            }
+        }
+        self.slots
+            .iter()
+            .filter_map(|s| s.probes.as_ref()?.next_due())
+            .min()
+    }
+
+    fn grace_seconds(&self) -> i64 {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+    }
+
+    /// A lifecycle hook of slot `i`'s running container (`postStart` or `preStop`).
+    async fn hook(&self, i: usize, post_start: bool, timeout: Duration) -> Result<(), String> {
+        let slot = &self.slots[i];
+        let lifecycle = slot.spec.lifecycle.as_ref();
+        let handler = if post_start {
+            lifecycle.and_then(|l| l.post_start.as_ref())
+        } else {
+            lifecycle.and_then(|l| l.pre_stop.as_ref())
+        };
+        let (Some(handler), Some(id)) = (handler, slot.current_id(&self.uid)) else {
+            return Ok(());
+        };
+        let netns = self.sandbox.as_ref().and_then(|s| s.network.clone());
+        let pod_ip = self.pod_ip();
+        let target = Target {
+            runtime: &self.shared.runtime,
+            container_id: &id,
+            netns: netns.as_deref(),
+            pod_ip: pod_ip.as_deref(),
+            container: &slot.spec,
+        };
+        hooks::run(handler, &target, timeout).await
     }
 
     /// Sandbox namespaces and volumes, made once (volumes refreshed each pass).
@@ -597,6 +703,16 @@ impl Worker {
                     "Started",
                     &format!("Started container {slot_name}"),
                 );
+                self.slots[i].probes =
+                    Some(ContainerProbes::new(&self.slots[i].spec, Instant::now()));
+                // A failing postStart hook kills the container, as the kubelet does.
+                let grace = Duration::from_secs(self.grace_seconds().max(0) as u64);
+                if let Err(message) = self.hook(i, true, grace).await {
+                    self.event(Some(i), EventType::Warning, "FailedPostStartHook", &message);
+                    self.slots[i].probes = None;
+                    let runtime = self.shared.runtime.clone();
+                    tokio::task::spawn_blocking(move || runtime.stop(&id, grace));
+                }
                 Ok(())
             }
             Ok(Err(StartError::Config(e))) => {
@@ -727,9 +843,11 @@ impl Worker {
             state: s.state.clone(),
             last_state: s.last_state.clone(),
             restart_count: s.restart_count(),
-            // Readiness probes come with the probes increment: running counts as ready until then.
-            ready: matches!(s.state, ContainerState::Running { .. }) && !s.init,
-            started: matches!(s.state, ContainerState::Running { .. }),
+            ready: matches!(s.state, ContainerState::Running { .. })
+                && !s.init
+                && s.probes.as_ref().is_some_and(ContainerProbes::ready),
+            started: matches!(s.state, ContainerState::Running { .. })
+                && s.probes.as_ref().is_some_and(ContainerProbes::started),
         };
         let init: Vec<Observed> = self.slots.iter().filter(|s| s.init).map(observed).collect();
         let containers: Vec<Observed> = self
@@ -778,30 +896,36 @@ impl Worker {
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30)
             .max(0) as u64;
-        let running: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|s| matches!(s.state, ContainerState::Running { .. }))
-            .filter_map(|s| s.current_id(&self.uid))
+        let running: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| matches!(self.slots[i].state, ContainerState::Running { .. }))
             .collect();
-        for slot in 0..self.slots.len() {
-            if matches!(self.slots[slot].state, ContainerState::Running { .. }) {
-                let name = self.slots[slot].spec.name.clone();
-                self.event(
-                    Some(slot),
-                    EventType::Normal,
-                    "Killing",
-                    &format!("Stopping container {name}"),
-                );
+        for &slot in &running {
+            let name = self.slots[slot].spec.name.clone();
+            self.event(
+                Some(slot),
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping container {name}"),
+            );
+        }
+        // Each container: preStop within the grace period, then SIGTERM with what is left of it.
+        let this: &Worker = self;
+        let stops = running.iter().map(|&i| async move {
+            let started = Instant::now();
+            let total = Duration::from_secs(grace);
+            if let Err(message) = this.hook(i, false, total).await {
+                this.event(Some(i), EventType::Warning, "FailedPreStopHook", &message);
             }
-        }
-        let stops = running.into_iter().map(|id| {
-            let runtime = self.shared.runtime.clone();
-            tokio::task::spawn_blocking(move || runtime.stop(&id, Duration::from_secs(grace)))
+            let left = total.saturating_sub(started.elapsed());
+            let (runtime, id) = (
+                this.shared.runtime.clone(),
+                this.slots[i].current_id(&this.uid),
+            );
+            if let Some(id) = id {
+                let _ = tokio::task::spawn_blocking(move || runtime.stop(&id, left)).await;
+            }
         });
-        for stop in stops.collect::<Vec<_>>() {
-            let _ = stop.await;
-        }
+        futures_util::future::join_all(stops).await;
         let (runtime, uid) = (self.shared.runtime.clone(), self.uid.clone());
         let run_dir = self.shared.run_dir.clone();
         let state_dir = self.shared.state_dir.clone();
