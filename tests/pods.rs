@@ -325,6 +325,114 @@ fn apply_and_delete_edit_the_local_source() {
 }
 
 #[test]
+fn quota_and_limit_ranges_are_enforced_at_admission() {
+    let (node, manifests) = node();
+    let pod = |name: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sleep, \"1000\"]\n")
+    };
+    std::fs::write(
+        manifests.join("policy.yaml"),
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: defaults\nspec:\n  limits:\n  - type: Container\n    default: {memory: 48Mi}\n---\napiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: two-pods\nspec:\n  hard: {pods: \"2\"}\n",
+    )
+    .expect("write");
+    for name in ["q1", "q2", "q3"] {
+        std::fs::write(manifests.join(format!("{name}.yaml")), pod(name)).expect("write");
+    }
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let q1 = running(&node, "q1");
+    running(&node, "q2");
+    // The LimitRange's default limit landed on the container (and its cgroup).
+    let id = container_id(&q1, 0);
+    let limit = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/outpost/{id}/memory.limit_in_bytes"
+    ))
+    .expect("cgroup");
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    let e = wait_for(&node, "q3 refused by the quota", || {
+        let e = events(&node);
+        e.contains("FailedCreate").then_some(e)
+    });
+    assert!(e.contains("exceeded quota: two-pods"), "{e}");
+    assert!(pod_absent(&node, "q3"));
+    agent.stop();
+}
+
+fn pod_absent(node: &Node, name: &str) -> bool {
+    pod(node, name).is_none()
+}
+
+#[test]
+fn config_map_secret_and_empty_dir_volumes() {
+    let (node, manifests) = node();
+    std::fs::write(
+        manifests.join("vols.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data: {{app.conf: "level=debug\n"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{password: hunter2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: vols}}
+spec:
+  volumes:
+  - name: conf
+    configMap: {{name: settings}}
+  - name: creds
+    secret: {{secretName: creds, defaultMode: 0400}}
+  - name: scratch
+    emptyDir: {{medium: Memory}}
+  containers:
+  - name: main
+    image: {IMAGE}
+    command: [sleep, "1000"]
+    volumeMounts:
+    - {{name: conf, mountPath: /etc/app}}
+    - {{name: creds, mountPath: /secrets, readOnly: true}}
+    - {{name: scratch, mountPath: /scratch}}
+"#
+        ),
+    )
+    .expect("write");
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let p = running(&node, "vols");
+    let id = container_id(&p, 0);
+    let exec = |script: &str| node.ok(&["ctr", "exec", &id, "--", "sh", "-c", script]);
+    assert_eq!(exec("cat /etc/app/app.conf"), "level=debug\n");
+    assert_eq!(
+        exec("cat /secrets/password; stat -L -c %a /secrets/password"),
+        "hunter2400\n"
+    );
+    assert_eq!(exec("echo x > /scratch/f && cat /scratch/f && grep ' /scratch ' /proc/mounts | cut -d' ' -f3"), "x\ntmpfs\n");
+    assert!(exec("touch /secrets/nope 2>&1 || echo read-only").contains("read-only"));
+    // The secret never touches the disk: its volume is a tmpfs on the node.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let uid = p["metadata"]["uid"].as_str().expect("uid");
+    let secret_mount = mounts
+        .lines()
+        .find(|l| l.contains(uid) && l.contains("secret"))
+        .unwrap_or_else(|| panic!("no secret tmpfs:\n{mounts}"));
+    assert!(secret_mount.contains(" - tmpfs "), "{secret_mount}");
+    // A ConfigMap change reaches the mounted file (not the env, as in Kubernetes).
+    let updated = std::fs::read_to_string(manifests.join("vols.yaml"))
+        .expect("read")
+        .replace("level=debug", "level=info");
+    std::fs::write(manifests.join("vols.yaml"), updated).expect("write");
+    // The pod's manifest is unchanged, so the same pod keeps running with the new file.
+    wait_for(&node, "the projected file to update", || {
+        (exec("cat /etc/app/app.conf") == "level=info\n").then_some(())
+    });
+    assert_eq!(container_id(&pod(&node, "vols").expect("vols"), 0), id);
+    agent.stop();
+}
+
+#[test]
 fn a_crash_loop_backs_off() {
     let (node, manifests) = node();
     std::fs::write(
