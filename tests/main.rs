@@ -6,6 +6,7 @@
 mod harness;
 
 mod containers;
+mod exec;
 mod harness_smoke;
 mod images;
 mod pods;

@@ -172,7 +172,7 @@ fn a_web_pod_runs_from_the_file_source() {
     assert!(node.ok(&["get", "cm"]).contains("web-config"));
 
     let id = container_id(&web, 0);
-    let env = node.ok(&["ctr", "exec", &id, "--", "env"]);
+    let env = node.ok(&["exec", "web", "--", "env"]);
     for want in [
         "GREETING=hello",
         "MODE=edge",
