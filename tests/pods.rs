@@ -433,6 +433,75 @@ spec:
 }
 
 #[test]
+fn init_containers_run_in_order_and_a_missing_key_waits() {
+    let (node, manifests) = node();
+    std::fs::write(
+        manifests.join("init.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: init}}
+spec:
+  volumes:
+  - {{name: work, emptyDir: {{}}}}
+  initContainers:
+  - name: first
+    image: {IMAGE}
+    command: [sh, -c, "echo first >> /work/order"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - name: second
+    image: {IMAGE}
+    command: [sh, -c, "echo second >> /work/order"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: main
+    image: {IMAGE}
+    command: [sh, -c, "cat /work/order; echo $LEVEL; exec sleep 1000"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+    env:
+    - name: LEVEL
+      valueFrom:
+        configMapKeyRef: {{name: late, key: level}}
+"#
+        ),
+    )
+    .expect("write");
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    // The ConfigMap does not exist yet: the main container waits, as the kubelet does.
+    let waiting = wait_for(&node, "CreateContainerConfigError", || {
+        let p = pod(&node, "init")?;
+        (p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+            == "CreateContainerConfigError")
+            .then_some(p)
+    });
+    let message = waiting["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(message.contains("late"), "{message}");
+    let inits = &waiting["status"]["initContainerStatuses"];
+    assert_eq!(inits[0]["state"]["terminated"]["exitCode"], 0, "{inits}");
+    assert_eq!(inits[1]["state"]["terminated"]["exitCode"], 0, "{inits}");
+    assert!(node
+        .ok(&["get", "pods"])
+        .contains("CreateContainerConfigError"));
+
+    // The ConfigMap arrives: the same pod goes on, without re-running its init containers.
+    std::fs::write(
+        manifests.join("late.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {level: info}\n",
+    )
+    .expect("write");
+    running(&node, "init");
+    let logs = wait_for(&node, "main's log", || {
+        let l = node.ok(&["logs", "init", "-c", "main"]);
+        (!l.is_empty()).then_some(l)
+    });
+    assert_eq!(logs, "first\nsecond\ninfo\n");
+    agent.stop();
+}
+
+#[test]
 fn a_crash_loop_backs_off() {
     let (node, manifests) = node();
     std::fs::write(
