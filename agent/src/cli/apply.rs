@@ -368,19 +368,9 @@ pub(crate) async fn published(client: &Client, key: &ObjectKey) -> anyhow::Resul
     }
 }
 
-/// Whether a directory entry is one the agent reads: `*.yaml`, `*.yml`,
-/// `*.json`, not hidden, not an editor's backup.
+/// Whether a directory entry is one the agent reads (the file source's own rule).
 fn is_manifest(name: &str) -> bool {
-    if name.starts_with('.') || name.ends_with('~') {
-        return false;
-    }
-    let Some((stem, ext)) = name.rsplit_once('.') else {
-        return false;
-    };
-    !stem.is_empty()
-        && ["yaml", "yml", "json"]
-            .iter()
-            .any(|e| ext.eq_ignore_ascii_case(e))
+    crate::source::file::is_manifest(name)
 }
 
 /// The manifest files of a directory (following symlinks, regular files

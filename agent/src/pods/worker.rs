@@ -519,12 +519,7 @@ impl Worker {
 
     /// Sandbox namespaces and volumes, made once (volumes refreshed each pass).
     async fn ensure_sandbox(&mut self) -> Result<(), (&'static str, String)> {
-        let host_network = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
+        let host_network = self.host_network();
         if self.sandbox.is_none() {
             let dir = sandbox_dir(&self.shared.run_dir, &self.uid);
             let hostname = self
@@ -745,14 +740,17 @@ impl Worker {
         }
     }
 
-    /// The pod's IP: the node's on the host network (pod networking comes later).
-    fn pod_ip(&self) -> Option<String> {
-        let host_network = self
-            .pod
+    fn host_network(&self) -> bool {
+        self.pod
             .spec
             .as_ref()
             .and_then(|s| s.host_network)
-            .unwrap_or(false);
+            .unwrap_or(false)
+    }
+
+    /// The pod's IP: the node's on the host network (pod networking comes later).
+    fn pod_ip(&self) -> Option<String> {
+        let host_network = self.host_network();
         if host_network {
             self.shared.host_ip.clone()
         } else {
@@ -856,12 +854,7 @@ impl Worker {
             .filter(|s| !s.init)
             .map(observed)
             .collect();
-        let host_network = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
+        let host_network = self.host_network();
         let host_ip = self.shared.host_ip.as_deref();
         let now = crate::events::now();
         let blocked = self.blocked.as_ref().map(|(r, m)| (r.as_str(), m.as_str()));

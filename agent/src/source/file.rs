@@ -244,8 +244,8 @@ fn is_editor_noise(name: &OsStr) -> bool {
 }
 
 /// Whether a directory entry is read as a manifest: `*.yaml`, `*.yml`, `*.json`,
-/// neither hidden nor an editor's backup.
-fn is_manifest(name: &str) -> bool {
+/// neither hidden nor an editor's backup. `outpost apply/delete` use the same rule.
+pub(crate) fn is_manifest(name: &str) -> bool {
     if name.starts_with('.') || name.ends_with('~') {
         return false;
     }

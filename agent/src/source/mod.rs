@@ -7,7 +7,7 @@
 //! - `https://…` ([`http`]): polled with ETag/If-None-Match, backoff with jitter
 //!   while unreachable, optional bearer token, CA and minisign signature.
 
-mod file;
+pub(crate) mod file;
 mod http;
 
 use std::path::PathBuf;
