@@ -627,24 +627,8 @@ fn a_reboot_with_the_upstream_gone_brings_every_pod_back() {
         .collect::<Vec<_>>()
         .join("---\n");
     std::fs::write(www.join("bundle.yaml"), bundle).expect("bundle");
-    let port = node.host.free_port();
-    let mut server = node
-        .host
-        .command("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-            "--directory",
-        ])
-        .arg(&www)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 http.server");
-    let url = format!("http://127.0.0.1:{port}/bundle.yaml");
+    let mut upstream = crate::harness::Upstream::start(&node, &www);
+    let url = format!("http://{}/bundle.yaml", upstream.addr());
     let args = [
         "--source",
         &url,
@@ -652,17 +636,6 @@ fn a_reboot_with_the_upstream_gone_brings_every_pod_back() {
         "--source-interval",
         "1s",
     ];
-    wait_for(&node, "the http server", || {
-        crate::harness::try_http_request(
-            &node.host,
-            "GET",
-            &format!("127.0.0.1:{port}"),
-            "/bundle.yaml",
-            &[],
-        )
-        .ok()
-        .filter(|r| r.status == 200)
-    });
     let agent = node.spawn_agent(&args);
     running(&node, "r0");
     running(&node, "r1");
@@ -686,8 +659,7 @@ fn a_reboot_with_the_upstream_gone_brings_every_pod_back() {
     }
     std::fs::remove_dir_all(node.run_dir()).expect("clear run dir");
     std::fs::create_dir(node.run_dir()).expect("run dir");
-    let _ = server.kill();
-    let _ = server.wait();
+    upstream.stop();
     let _ = manifests;
 
     let agent = node.spawn_agent(&args);

@@ -3,65 +3,14 @@
 //! running, and minisign signatures enforced.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{require_root_and_tools, ImageBuilder, Node};
+use crate::harness::{require_root_and_tools, ImageBuilder, Node, Upstream};
 
 const IMAGE: &str = "example.com/test/busybox:1";
-
-/// `python3 -m http.server` serving `dir` inside the node's test host.
-struct Upstream {
-    child: Child,
-    port: u16,
-}
-
-impl Upstream {
-    fn start(node: &Node, dir: &Path) -> Upstream {
-        require_root_and_tools(&["python3"]);
-        let port = node.host.free_port();
-        let child = node
-            .host
-            .command("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-                "--directory",
-            ])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 http.server");
-        let up = Upstream { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while crate::harness::try_http_request(&node.host, "GET", &up.addr(), "/", &[]).is_err() {
-            assert!(Instant::now() < deadline, "http.server did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        up
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn pod_yaml(name: &str) -> String {
     format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sleep, \"1000\"]\n")

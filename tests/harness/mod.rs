@@ -36,6 +36,7 @@ mod image;
 mod node;
 mod proxy;
 mod registry;
+mod upstream;
 
 // Re-exported for test modules; not every one is used yet.
 #[allow(unused_imports)]
@@ -46,6 +47,7 @@ pub use {
     node::{Agent, Node},
     proxy::{FaultProxy, RecordedRequest},
     registry::Registry,
+    upstream::Upstream,
 };
 
 use std::path::{Path, PathBuf};
