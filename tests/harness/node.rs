@@ -20,13 +20,13 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `Agent::stop` waits after SIGTERM.
 const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `Drop` waits for the supervisor to exit after `ctr rm -f --all`.
+/// How long `Drop` waits for the supervisor to exit after `outpost killall`.
 const SUPERVISOR_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One outpost installation: temp dir with `state/` and `run/`, its own [`TestHost`],
 /// and a unique prefix for container names (see [`Node::name`]).
 ///
-/// `Drop` removes every container (`outpost ctr rm -f --all`), waits for the supervisor to
+/// `Drop` stops every container and pod sandbox (`outpost killall`), waits for the supervisor to
 /// exit, then verifies that no mount under the temp dir and no cgroup named with this
 /// node's prefix survived; leftovers are cleaned up by force and reported as a panic.
 pub struct Node {
@@ -264,7 +264,7 @@ impl Drop for Node {
         let mut leaks = Vec::new();
         if let Some(pid) = self.supervisor_pid() {
             leaks.push(format!(
-                "supervisor pid {pid} still running {SUPERVISOR_EXIT_TIMEOUT:?} after `ctr rm -f --all`"
+                "supervisor pid {pid} still running {SUPERVISOR_EXIT_TIMEOUT:?} after `outpost killall`"
             ));
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
