@@ -50,7 +50,19 @@ pub struct StatusError {
 }
 
 impl StatusError {
-    fn from_status(code: u16, body: &[u8]) -> StatusError {
+    /// The `Status` a refused request came back with.
+    pub(crate) async fn from_response(response: Response<Incoming>) -> StatusError {
+        let code = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        StatusError::from_status(code, &body)
+    }
+
+    pub(crate) fn from_status(code: u16, body: &[u8]) -> StatusError {
         let status: Option<Value> = serde_json::from_slice(body).ok();
         let field = |name: &str| {
             status
@@ -170,14 +182,7 @@ impl Client {
         if response.status().is_success() {
             return Ok(response);
         }
-        let code = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Err(StatusError::from_status(code, &body).into())
+        Err(StatusError::from_response(response).await.into())
     }
 
     /// GETs a whole body.

@@ -10,13 +10,12 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::header::{self, HeaderValue};
 use hyper::upgrade::Upgraded;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustix::termios::{OptionalActions, Termios};
-use serde_json::Value;
 use tokio::net::UnixStream;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
@@ -155,14 +154,7 @@ async fn connect(socket: &Path, path: &str) -> anyhow::Result<(Ws, Protocol)> {
         )
     })?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let code = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(status_error(code, &body).into());
+        return Err(StatusError::from_response(response).await.into());
     }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let headers = response.headers();
@@ -182,24 +174,6 @@ async fn connect(socket: &Path, path: &str) -> anyhow::Result<(Ws, Protocol)> {
         .context("upgrading the exec connection")?;
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
     Ok((ws, protocol))
-}
-
-/// A refused request's `Status`, as `Error from server (Reason): message`.
-fn status_error(code: u16, body: &[u8]) -> StatusError {
-    let status: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let field = |name: &str| status.get(name).and_then(Value::as_str).map(str::to_owned);
-    StatusError {
-        code,
-        reason: field("reason").unwrap_or_else(|| {
-            StatusCode::from_u16(code)
-                .ok()
-                .and_then(|c| c.canonical_reason())
-                .unwrap_or("Unknown")
-                .replace(' ', "")
-        }),
-        message: field("message")
-            .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned()),
-    }
 }
 
 /// Streams stdin, stdout, stderr and terminal sizes until the agent sends how
@@ -402,11 +376,11 @@ mod tests {
     fn refusals_read_like_kubectl() {
         let body = br#"{"kind":"Status","status":"Failure","reason":"NotFound","message":"pods \"nope\" not found","code":404}"#;
         assert_eq!(
-            status_error(404, body).to_string(),
+            StatusError::from_status(404, body).to_string(),
             "Error from server (NotFound): pods \"nope\" not found"
         );
         assert_eq!(
-            status_error(503, b"busy\n").to_string(),
+            StatusError::from_status(503, b"busy\n").to_string(),
             "Error from server (ServiceUnavailable): busy"
         );
     }
