@@ -3,18 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{ImageBuilder, Node};
-
-/// A node with the busybox image imported (no registry needed).
-fn node_with_busybox() -> Node {
-    let node = Node::new();
-    let archive = node.dir().join("busybox.tar");
-    ImageBuilder::busybox()
-        .build()
-        .docker_archive(&archive, "busybox:latest");
-    node.ok(&["images", "import", archive.to_str().expect("utf-8 path")]);
-    node
-}
+use crate::harness::Node;
 
 /// Runs `outpost ctr run` and returns (exit code, stdout, stderr).
 fn run(node: &Node, name: &str, extra: &[&str], command: &[&str]) -> (i32, String, String) {
@@ -44,7 +33,7 @@ fn container(node: &Node, name: &str) -> serde_json::Value {
 
 #[test]
 fn exit_code_and_cri_log() {
-    let node = node_with_busybox();
+    let node = Node::with_busybox("busybox:latest");
     let name = node.name("hi");
     let (code, stdout, stderr) = run(
         &node,
@@ -78,7 +67,7 @@ fn exit_code_and_cri_log() {
 
 #[test]
 fn memory_limit_oom_kills_and_reports_oomkilled() {
-    let node = node_with_busybox();
+    let node = Node::with_busybox("busybox:latest");
     let name = node.name("oom");
     // dd's 100 MiB buffer does not fit in 32 MiB.
     let (code, _, stderr) = run(
@@ -108,7 +97,7 @@ fn memory_limit_oom_kills_and_reports_oomkilled() {
 
 #[test]
 fn stop_kills_after_grace_unless_the_container_exits() {
-    let node = node_with_busybox();
+    let node = Node::with_busybox("busybox:latest");
     // PID 1 of a pid namespace ignores SIGTERM unless it handles it: `sleep` never exits on it.
     let stubborn = node.name("stubborn");
     node.ok(&[
@@ -148,7 +137,7 @@ fn stop_kills_after_grace_unless_the_container_exits() {
 
 #[test]
 fn exec_returns_output_and_exit_code() {
-    let node = node_with_busybox();
+    let node = Node::with_busybox("busybox:latest");
     let name = node.name("exec");
     node.ok(&[
         "ctr",
@@ -192,7 +181,7 @@ fn exec_returns_output_and_exit_code() {
 
 #[test]
 fn agent_sigkill_keeps_containers_and_exit_codes() {
-    let node = node_with_busybox();
+    let node = Node::with_busybox("busybox:latest");
     let agent = node.spawn_agent(&[]);
     let runner = node.name("runner");
     node.ok(&[
@@ -243,7 +232,7 @@ fn agent_sigkill_keeps_containers_and_exit_codes() {
 
 #[test]
 fn security_defaults_hold_inside_the_container() {
-    let node = node_with_busybox();
+    let node = Node::with_busybox("busybox:latest");
     let check = |extra: &[&str], script: &str, want: &str| {
         let name = node.name("sec");
         let (code, stdout, stderr) = run(&node, &name, extra, &["sh", "-c", script]);
@@ -293,7 +282,7 @@ fn security_defaults_hold_inside_the_container() {
 
 #[test]
 fn removal_leaves_nothing_behind() {
-    let node = node_with_busybox();
+    let node = Node::with_busybox("busybox:latest");
     let name = node.name("gone");
     node.ok(&[
         "ctr", "run", "-d", "--pull", "never", "--name", &name, "--memory", "64Mi", "busybox",

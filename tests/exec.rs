@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Agent, ImageBuilder, Node};
+use crate::harness::{Agent, Node};
 
 /// The image the pod runs (imported, so no registry is needed).
 const IMAGE: &str = "example.com/test/busybox:1";
@@ -41,12 +41,7 @@ spec:
 /// A node with the busybox image, an agent running pod `web` (containers
 /// `web` and `side`), both containers running.
 pub fn node_with_pod() -> (Node, Agent) {
-    let node = Node::new();
-    let archive = node.dir().join("busybox.tar");
-    ImageBuilder::busybox()
-        .build()
-        .docker_archive(&archive, IMAGE);
-    node.ok(&["images", "import", archive.to_str().expect("utf-8")]);
+    let node = Node::with_busybox(IMAGE);
     let manifests = node.dir().join("manifests");
     std::fs::create_dir(&manifests).expect("manifests dir");
     std::fs::write(

@@ -7,19 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{ImageBuilder, Node};
+use crate::harness::Node;
 
 /// The image every pod here runs (imported, so no registry is needed).
 const IMAGE: &str = "example.com/test/busybox:1";
 
 /// A node with the busybox image imported and a manifests dir.
 fn node() -> (Node, PathBuf) {
-    let node = Node::new();
-    let archive = node.dir().join("busybox.tar");
-    ImageBuilder::busybox()
-        .build()
-        .docker_archive(&archive, IMAGE);
-    node.ok(&["images", "import", archive.to_str().expect("utf-8")]);
+    let node = Node::with_busybox(IMAGE);
     let manifests = node.dir().join("manifests");
     std::fs::create_dir(&manifests).expect("manifests dir");
     (node, manifests)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{require_root_and_tools, ImageBuilder, Node, Upstream};
+use crate::harness::{require_root_and_tools, Node, Upstream};
 
 const IMAGE: &str = "example.com/test/busybox:1";
 
@@ -45,23 +45,13 @@ fn wait<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn node_with_image() -> Node {
-    let node = Node::new();
-    let archive = node.dir().join("busybox.tar");
-    ImageBuilder::busybox()
-        .build()
-        .docker_archive(&archive, IMAGE);
-    node.ok(&["images", "import", archive.to_str().expect("utf-8")]);
-    node
-}
-
 fn events(node: &Node) -> String {
     node.ok(&["get", "events", "-A", "--sort-by=.lastTimestamp"])
 }
 
 #[test]
 fn http_bundle_changes_apply_and_an_outage_backs_off() {
-    let node = node_with_image();
+    let node = Node::with_busybox(IMAGE);
     let www = node.dir().join("www");
     std::fs::create_dir(&www).expect("www");
     std::fs::write(www.join("bundle.yaml"), pod_yaml("first")).expect("write");
@@ -164,7 +154,7 @@ fn sign(secret: &Path, file: &Path) {
 
 #[test]
 fn only_signed_bundles_are_applied() {
-    let node = node_with_image();
+    let node = Node::with_busybox(IMAGE);
     let www = node.dir().join("www");
     std::fs::create_dir(&www).expect("www");
     let keys = node.dir().join("keys");

@@ -47,6 +47,18 @@ impl Node {
         Node::on(TestHost::new())
     }
 
+    /// A node on a fresh test host with the busybox image imported as `name`
+    /// (from a docker archive: no registry needed).
+    pub fn with_busybox(name: &str) -> Node {
+        let node = Node::new();
+        let archive = node.dir().join("busybox.tar");
+        super::ImageBuilder::busybox()
+            .build()
+            .docker_archive(&archive, name);
+        node.ok(&["images", "import", archive.to_str().expect("utf-8 path")]);
+        node
+    }
+
     /// A node on an existing test host (for several nodes or registries sharing one).
     pub fn on(host: TestHost) -> Node {
         require_root_and_tools(&["ip", "nsenter", OUTPOST]);
