@@ -717,59 +717,38 @@ fn resource_value(
     let requests = resources.and_then(|r| r.requests.as_ref());
     let divisor = field.divisor.as_ref().map(|q| q.0.as_str());
     let bad = |e: String| ConfigError::config(format!("resourceFieldRef {}: {e}", field.resource));
-    let (value, divisor) = match field.resource.as_str() {
-        "limits.cpu" | "requests.cpu" => {
-            let limit = quantity(limits, "cpu")
-                .map(parse_millicpu)
-                .transpose()
-                .map_err(bad)?;
-            let value = if field.resource == "limits.cpu" {
-                limit.unwrap_or(lookup.node_capacity.0)
-            } else {
-                quantity(requests, "cpu")
-                    .map(parse_millicpu)
-                    .transpose()
-                    .map_err(bad)?
-                    .or(limit)
-                    .unwrap_or(0)
-            };
-            let divisor = divisor
-                .map(parse_millicpu)
-                .transpose()
-                .map_err(bad)?
-                .filter(|&d| d > 0)
-                .unwrap_or(1000);
-            (value, divisor)
-        }
-        "limits.memory" | "requests.memory" => {
-            let limit = quantity(limits, "memory")
-                .map(parse_bytes)
-                .transpose()
-                .map_err(bad)?;
-            let value = if field.resource == "limits.memory" {
-                limit.unwrap_or(lookup.node_capacity.1)
-            } else {
-                quantity(requests, "memory")
-                    .map(parse_bytes)
-                    .transpose()
-                    .map_err(bad)?
-                    .or(limit)
-                    .unwrap_or(0)
-            };
-            let divisor = divisor
-                .map(parse_bytes)
-                .transpose()
-                .map_err(bad)?
-                .filter(|&d| d > 0)
-                .unwrap_or(1);
-            (value, divisor)
-        }
+    // cpu in millicores (divisor default 1 core), memory in bytes (divisor default 1 byte).
+    type Parse = fn(&str) -> Result<u64, String>;
+    let (resource, parse, capacity, unit): (&str, Parse, u64, u64) = match field.resource.as_str() {
+        "limits.cpu" | "requests.cpu" => ("cpu", parse_millicpu, lookup.node_capacity.0, 1000),
+        "limits.memory" | "requests.memory" => ("memory", parse_bytes, lookup.node_capacity.1, 1),
         other => {
             return Err(ConfigError::config(format!(
                 "unsupported container resource : {other}"
             )))
         }
     };
+    let limit = quantity(limits, resource)
+        .map(parse)
+        .transpose()
+        .map_err(bad)?;
+    // Limits default to the node's capacity; requests to the limit.
+    let value = if field.resource.starts_with("limits.") {
+        limit.unwrap_or(capacity)
+    } else {
+        quantity(requests, resource)
+            .map(parse)
+            .transpose()
+            .map_err(bad)?
+            .or(limit)
+            .unwrap_or(0)
+    };
+    let divisor = divisor
+        .map(parse)
+        .transpose()
+        .map_err(bad)?
+        .filter(|&d| d > 0)
+        .unwrap_or(unit);
     Ok(value.div_ceil(divisor).to_string())
 }
 
