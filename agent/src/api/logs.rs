@@ -525,26 +525,14 @@ async fn follow_inner(f: Follow, tx: &mpsc::Sender<Bytes>) -> io::Result<()> {
     let mut last_read_until = None;
     loop {
         // Drain what was written; follow a rotation to the new file.
-        let lines: Vec<LogRecord> = live
-            .read_records()
-            .await?
-            .into_iter()
-            .filter_map(|r| joiner.push(r))
-            .collect();
-        if !send(&mut render, &lines, tx).await {
+        if !drain(&mut live, &mut joiner, &mut render, tx).await? {
             return Ok(());
         }
         if let Ok(meta) = tokio::fs::metadata(&f.path).await {
             if meta.ino() != live.inode {
                 // Rotated: the writer is done with the old file, so what it
                 // holds now is final; read it to the end, then switch.
-                let lines: Vec<LogRecord> = live
-                    .read_records()
-                    .await?
-                    .into_iter()
-                    .filter_map(|r| joiner.push(r))
-                    .collect();
-                if !send(&mut render, &lines, tx).await {
+                if !drain(&mut live, &mut joiner, &mut render, tx).await? {
                     return Ok(());
                 }
                 live = LiveFile::open(&f.path).await?;
@@ -578,6 +566,22 @@ async fn follow_inner(f: Follow, tx: &mpsc::Sender<Bytes>) -> io::Result<()> {
             }
         }
     }
+}
+
+/// Sends what was appended to `live` since the last read; false when the client is done.
+async fn drain(
+    live: &mut LiveFile,
+    joiner: &mut Joiner,
+    render: &mut Render,
+    tx: &mpsc::Sender<Bytes>,
+) -> io::Result<bool> {
+    let lines: Vec<LogRecord> = live
+        .read_records()
+        .await?
+        .into_iter()
+        .filter_map(|r| joiner.push(r))
+        .collect();
+    Ok(send(render, &lines, tx).await)
 }
 
 async fn send(render: &mut Render, lines: &[LogRecord], tx: &mpsc::Sender<Bytes>) -> bool {
