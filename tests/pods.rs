@@ -142,6 +142,8 @@ spec:
       periodSeconds: 1
     livenessProbe:
       httpGet: {path: /health, port: 8080}
+      # Time for httpd to listen even on a loaded CI machine, as real manifests allow.
+      initialDelaySeconds: 3
       periodSeconds: 1
       failureThreshold: 2
     ports:
