@@ -5,11 +5,18 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy, RollingUpdateDaemonSet,
+    RollingUpdateDeployment,
+};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Container, HTTPGetAction, LifecycleHandler, LimitRange, Pod, Probe, Secret,
+    Container, HTTPGetAction, LifecycleHandler, LimitRange, Pod, PodSpec, PodTemplateSpec, Probe,
+    Secret,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 
 use super::validate::valid_resource;
@@ -39,8 +46,88 @@ pub(super) fn apply(object: &mut Object) {
             namespace(&mut quota.metadata);
             quota.status = None;
         }
+        Object::Deployment(d) => {
+            namespace(&mut d.metadata);
+            deployment(d);
+        }
+        Object::Job(job) => {
+            namespace(&mut job.metadata);
+            self::job(job);
+        }
+        Object::DaemonSet(ds) => {
+            namespace(&mut ds.metadata);
+            daemon_set(ds);
+        }
         // Its namespace was defaulted when it was read.
         Object::Unsupported(_) => {}
+    }
+}
+
+/// SetDefaults_Deployment (apps/v1).
+fn deployment(d: &mut Deployment) {
+    d.status = None;
+    let Some(spec) = d.spec.as_mut() else {
+        return;
+    };
+    spec.replicas.get_or_insert(1);
+    let strategy = spec
+        .strategy
+        .get_or_insert_with(DeploymentStrategy::default);
+    or_default(&mut strategy.type_, "RollingUpdate");
+    if strategy.type_.as_deref() == Some("RollingUpdate") {
+        let rolling = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDeployment::default);
+        let quarter = || IntOrString::String("25%".into());
+        rolling.max_unavailable.get_or_insert_with(quarter);
+        rolling.max_surge.get_or_insert_with(quarter);
+    }
+    spec.revision_history_limit.get_or_insert(10);
+    spec.progress_deadline_seconds.get_or_insert(600);
+    template(&mut spec.template);
+}
+
+/// SetDefaults_Job: one pod at a time, one completion, six retries.
+fn job(job: &mut Job) {
+    job.status = None;
+    let Some(spec) = job.spec.as_mut() else {
+        return;
+    };
+    if spec.completions.is_none() && spec.parallelism.is_none() {
+        spec.completions = Some(1);
+    }
+    spec.parallelism.get_or_insert(1);
+    spec.backoff_limit.get_or_insert(6);
+    or_default(&mut spec.completion_mode, "NonIndexed");
+    spec.suspend.get_or_insert(false);
+    template(&mut spec.template);
+}
+
+/// SetDefaults_DaemonSet (apps/v1).
+fn daemon_set(ds: &mut DaemonSet) {
+    ds.status = None;
+    let Some(spec) = ds.spec.as_mut() else {
+        return;
+    };
+    let strategy = spec
+        .update_strategy
+        .get_or_insert_with(DaemonSetUpdateStrategy::default);
+    or_default(&mut strategy.type_, "RollingUpdate");
+    if strategy.type_.as_deref() == Some("RollingUpdate") {
+        let rolling = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDaemonSet::default);
+        rolling.max_unavailable.get_or_insert(IntOrString::Int(1));
+        rolling.max_surge.get_or_insert(IntOrString::Int(0));
+    }
+    spec.revision_history_limit.get_or_insert(10);
+    template(&mut spec.template);
+}
+
+/// A pod template gets the pod defaults.
+fn template(template: &mut PodTemplateSpec) {
+    if let Some(spec) = template.spec.as_mut() {
+        pod_spec(spec);
     }
 }
 
@@ -65,9 +152,12 @@ fn namespace(meta: &mut ObjectMeta) {
 
 fn pod(pod: &mut Pod) {
     pod.status = None;
-    let Some(spec) = pod.spec.as_mut() else {
-        return;
-    };
+    if let Some(spec) = pod.spec.as_mut() {
+        pod_spec(spec);
+    }
+}
+
+fn pod_spec(spec: &mut PodSpec) {
     or_default(&mut spec.restart_policy, "Always");
     or_default(&mut spec.dns_policy, "ClusterFirst");
     spec.termination_grace_period_seconds.get_or_insert(30);

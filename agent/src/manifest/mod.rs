@@ -24,11 +24,14 @@ mod validate;
 mod tests;
 
 use std::any::TypeId;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -56,6 +59,9 @@ pub enum Object {
     Secret(Box<Secret>),
     LimitRange(Box<LimitRange>),
     ResourceQuota(Box<ResourceQuota>),
+    Deployment(Box<Deployment>),
+    Job(Box<Job>),
+    DaemonSet(Box<DaemonSet>),
     /// Any other apiVersion/kind: kept as written, reported in an event.
     Unsupported(Box<Unsupported>),
 }
@@ -145,6 +151,9 @@ macro_rules! for_object {
             Object::Secret($o) => $typed,
             Object::LimitRange($o) => $typed,
             Object::ResourceQuota($o) => $typed,
+            Object::Deployment($o) => $typed,
+            Object::Job($o) => $typed,
+            Object::DaemonSet($o) => $typed,
             Object::Unsupported($u) => $unsupported,
         }
     };
@@ -204,11 +213,61 @@ where
     }
 }
 
+/// An int, or a percent of `total` rounded up or down (apimachinery
+/// `GetScaledValueFromIntOrPercent`).
+pub fn int_or_percent(value: &IntOrString, total: i32, round_up: bool) -> Result<i32, String> {
+    match value {
+        IntOrString::Int(n) => Ok(*n),
+        IntOrString::String(s) => {
+            let percent = s
+                .strip_suffix('%')
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    "a valid percent string must be a numeric string followed by an ending '%'"
+                        .to_owned()
+                })?;
+            let scaled = percent * i64::from(total);
+            let n = if round_up {
+                (scaled + 99).div_euclid(100)
+            } else {
+                scaled.div_euclid(100)
+            };
+            i32::try_from(n).map_err(|_| format!("{s} of {total} is out of range"))
+        }
+    }
+}
+
+/// Whether `labels` satisfy a label selector (apimachinery
+/// `LabelSelectorAsSelector`). An empty selector matches everything.
+pub fn selector_matches(
+    selector: &LabelSelector,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k));
+    let equal = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| get(k) == Some(v));
+    equal
+        && selector.match_expressions.iter().flatten().all(|r| {
+            let value = get(&r.key);
+            let listed = |v: &String| r.values.iter().flatten().any(|x| x == v);
+            match r.operator.as_str() {
+                "In" => value.is_some_and(listed),
+                "NotIn" => !value.is_some_and(listed),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
 /// Where namespaced objects without `metadata.namespace` go.
 const DEFAULT_NAMESPACE: &str = "default";
 
 /// The kinds outpost runs, one row each, by apiVersion and kind. A new kind
-/// (Deployment, ReplicaSet, Service, Job, DaemonSet come next) is a variant
+/// (Service comes next) is a variant
 /// of [`Object`] and of `for_object!`, a row here, and its arms in
 /// `defaults::apply` and `validate::object`. Without a row a kind is
 /// [`Object::Unsupported`].
@@ -220,6 +279,9 @@ fn decode_known(api_version: &str, kind: &str, value: &Value) -> Option<Decoded>
         ("v1", "Secret") => typed(value, Object::Secret),
         ("v1", "LimitRange") => typed(value, Object::LimitRange),
         ("v1", "ResourceQuota") => typed(value, Object::ResourceQuota),
+        ("apps/v1", "Deployment") => typed(value, Object::Deployment),
+        ("batch/v1", "Job") => typed(value, Object::Job),
+        ("apps/v1", "DaemonSet") => typed(value, Object::DaemonSet),
         _ => return None,
     })
 }
@@ -229,6 +291,10 @@ fn decode_known(api_version: &str, kind: &str, value: &Value) -> Option<Decoded>
 fn pod_spec_mut<'a>(api_version: &str, kind: &str, value: &'a mut Value) -> Option<&'a mut Value> {
     match (api_version, kind) {
         ("v1", "Pod") => value.get_mut("spec"),
+        ("apps/v1", "Deployment") | ("batch/v1", "Job") | ("apps/v1", "DaemonSet") => value
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("template"))
+            .and_then(|t| t.get_mut("spec")),
         _ => None,
     }
 }

@@ -227,7 +227,7 @@ fn unsupported_kinds_are_kept() {
     check(
         "
 apiVersion: apps/v1
-kind: Deployment
+kind: StatefulSet
 metadata: {name: web}
 spec: {replicas: 2, anything: [1, 2]}
 ---
@@ -242,30 +242,125 @@ metadata: {name: w, namespace: edge}
 apiVersion: v2
 kind: Pod
 metadata: {name: future}
+---
+apiVersion: extensions/v1beta1
+kind: Deployment
+metadata: {name: old}
 ",
         "
-m.yaml (document 1): Deployment default/web (unsupported apps/v1)
+m.yaml (document 1): StatefulSet default/web (unsupported apps/v1)
 m.yaml (document 2): ClusterRole reader (unsupported rbac.authorization.k8s.io/v1)
 m.yaml (document 3): Widget edge/w (unsupported example.com/v1alpha1)
-m.yaml (document 4): Pod default/future (unsupported v2)",
+m.yaml (document 4): Pod default/future (unsupported v2)
+m.yaml (document 5): Deployment default/old (unsupported extensions/v1beta1)",
     );
     let raw = decoded(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 2}\n",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec: {replicas: 2}\n",
     );
     assert_eq!(
         raw,
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": 2}})
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": 2}})
     );
     // Only their identity is checked.
     check(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {namespace: Bad_NS}\n",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {namespace: Bad_NS}\n",
         "
 m.yaml (document 1): metadata.name: required value: name is required
 m.yaml (document 1): metadata.namespace: invalid value: \"Bad_NS\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
     );
     check(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a/b}\n",
-        "m.yaml (document 1): Deployment default/a/b: metadata.name: invalid value: \"a/b\": may not contain '/'",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: a/b}\n",
+        "m.yaml (document 1): StatefulSet default/a/b: metadata.name: invalid value: \"a/b\": may not contain '/'",
+    );
+}
+
+/// A Deployment `web` with `spec` (flow-style map entries) added to a valid one.
+fn deployment(spec: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec: {{selector: {{matchLabels: {{app: web}}}}, template: {{metadata: {{labels: {{app: web}}}}, spec: {{containers: [{{name: app, image: nginx}}]}}}}, {spec}}}\n"
+    )
+}
+
+const DEPLOYMENT: &str = "m.yaml (document 1): Deployment default/web: ";
+
+#[test]
+fn workloads() {
+    let d = decoded(&deployment("replicas: 3"));
+    assert_eq!(
+        d["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    );
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+    assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    let d = decoded(&deployment("strategy: {type: Recreate}"));
+    assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+    assert_eq!(d["spec"]["replicas"], 1);
+    check_all(
+        DEPLOYMENT,
+        &[
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {selector: {matchLabels: {app: api}}, template: {metadata: {labels: {app: web}}, spec: {containers: [{name: app, image: nginx}]}}}\n".to_owned(),
+                &["spec.template.metadata.labels: invalid value: \"app=web\": `selector` does not match template `labels`"],
+            ),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {template: {spec: {containers: [{name: app, image: nginx}]}}}\n".to_owned(),
+                &["spec.selector: required value: empty selector is invalid for deployment"],
+            ),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {selector: {}, template: {spec: {containers: [{name: app, image: nginx}]}}}\n".to_owned(),
+                &["spec.selector: required value: empty selector is invalid for deployment"],
+            ),
+            (
+                deployment("replicas: -1, minReadySeconds: 700"),
+                &[
+                    "spec.replicas: invalid value: -1: must be greater than or equal to 0",
+                    "spec.progressDeadlineSeconds: invalid value: 600: must be greater than minReadySeconds",
+                ],
+            ),
+            (
+                deployment("strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}"),
+                &["spec.strategy.rollingUpdate.maxUnavailable: invalid value: \"0\": may not be 0 when `maxSurge` is 0"],
+            ),
+            (
+                deployment("strategy: {rollingUpdate: {maxSurge: ten, maxUnavailable: 120%}}"),
+                &[
+                    "spec.strategy.rollingUpdate.maxSurge: invalid value: \"ten\": a valid percent string must be a numeric string followed by an ending '%'",
+                    "spec.strategy.rollingUpdate.maxUnavailable: invalid value: \"120%\": must not be greater than 100%",
+                ],
+            ),
+            (
+                deployment("strategy: {type: Recreate, rollingUpdate: {maxSurge: 1}}"),
+                &["spec.strategy.rollingUpdate: forbidden: may not be specified when strategy `type` is 'Recreate'"],
+            ),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: {app: web}}, spec: {restartPolicy: Never, containers: [{name: app}]}}}\n".to_owned(),
+                &[
+                    "spec.template.spec.containers[0].image: required value",
+                    "spec.template.spec.restartPolicy: unsupported value: \"Never\": supported values: \"Always\"",
+                ],
+            ),
+        ],
+    );
+    let job = |spec: &str| {
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: work}}\nspec: {{template: {{spec: {{containers: [{{name: app, image: busybox}}]{spec}}}}}}}\n")
+    };
+    let j = decoded(&job(", restartPolicy: Never"));
+    assert_eq!(j["spec"]["completions"], 1);
+    assert_eq!(j["spec"]["parallelism"], 1);
+    assert_eq!(j["spec"]["backoffLimit"], 6);
+    check(
+        &job(""),
+        "m.yaml (document 1): Job default/work: spec.template.spec.restartPolicy: unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
+    );
+    let ds = decoded("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec: {selector: {matchLabels: {app: a}}, template: {metadata: {labels: {app: a}}, spec: {containers: [{name: app, image: busybox}]}}}\n");
+    assert_eq!(
+        ds["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
     );
 }
 

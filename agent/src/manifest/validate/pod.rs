@@ -27,13 +27,13 @@ enum Role {
 pub(super) fn pod(e: &mut Errors, pod: &Pod) {
     meta(e, &pod.metadata, NameFormat::Subdomain, true);
     match pod.spec.as_ref() {
-        Some(spec) => self::spec(e, spec),
+        Some(spec) => self::spec(e, spec, &Path::new("spec")),
         None => e.required(&Path::new("spec")),
     }
 }
 
-fn spec(e: &mut Errors, spec: &PodSpec) {
-    let p = Path::new("spec");
+/// A pod's spec, or a template's at `p` (`spec.template.spec`).
+pub(super) fn spec(e: &mut Errors, spec: &PodSpec, p: &Path) {
     let volumes = volumes(
         e,
         spec.volumes.as_deref().unwrap_or_default(),
