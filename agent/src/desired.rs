@@ -169,7 +169,7 @@ impl Desired {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        write_durable(&self.path, &data)
+        outpost_runtime::fsutil::write_atomic(&self.path, &data)
     }
 
     /// Every desired object with the source that owns it, plus conflicts.
@@ -208,20 +208,6 @@ impl Desired {
                 .map(|l| (s.clone(), l.file.clone()))
         })
     }
-}
-
-/// fsync'd write-then-rename: the desired state must survive power loss.
-fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod controllers;
 pub mod desired;
 pub mod events;
 pub mod logging;

@@ -1,4 +1,4 @@
-//! Small file-system helpers shared by the store and the supervisor.
+//! Small file-system helpers shared by the store, the supervisor and the agent.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -7,7 +7,7 @@
 
 pub mod container;
 pub mod error;
-mod fsutil;
+pub mod fsutil;
 pub mod image;
 pub mod sandbox;
 

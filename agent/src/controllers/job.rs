@@ -1,0 +1,365 @@
+//! The Job controller (non-indexed Jobs): pods up to `parallelism` until
+//! `completions` succeed; failures retried with the Job back-off (10 s,
+//! doubling, at most 6 min) until `backoffLimit`; `activeDeadlineSeconds`
+//! ends the Job; `suspend` holds it. Finished pods stay, as Kubernetes keeps
+//! them, until the Job goes.
+//!
+//! A Job's pod template cannot change in Kubernetes; here an edited template
+//! is a new Job (a new uid): the old one's pods go, the new one starts afresh.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{
+    make_uid, new_pod_name, owner_reference, pod_from_template, published, record_key,
+    set_condition, spec_hash, time, Condition, Plan, PodRecord, World,
+};
+use crate::events::EventType;
+use crate::state::ObjectKey;
+
+/// The first retry waits this long; each further failure doubles it.
+const BACKOFF_BASE_MS: i64 = 10_000;
+/// The longest wait between retries.
+const BACKOFF_MAX_MS: i64 = 360_000;
+
+/// What the controller remembers of a Job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    pub uid: String,
+    pub created_ms: i64,
+    pub start_ms: Option<i64>,
+    pub completion_ms: Option<i64>,
+    pub pods: Vec<JobPod>,
+    #[serde(default)]
+    pub pod_counter: u64,
+    /// When the last failure was seen (back-off counts from it).
+    #[serde(default)]
+    pub last_failure_ms: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// A pod of a Job and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobPod {
+    #[serde(flatten)]
+    pub pod: PodRecord,
+    /// `Succeeded` or `Failed` once it ended.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Container restarts counted as failures (`restartPolicy: OnFailure`).
+    #[serde(default)]
+    pub restarts: i32,
+}
+
+impl JobRecord {
+    fn finished(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| (c.kind == "Complete" || c.kind == "Failed") && c.status == "True")
+    }
+}
+
+pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
+    let now_ms = world.now.as_millisecond();
+    let mut live = BTreeSet::new();
+    for (job, source) in &world.jobs {
+        let Some(spec) = job.spec.as_ref() else {
+            continue;
+        };
+        let ns = job
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let key = record_key(&ns, &name);
+        live.insert(key.clone());
+        let uid = make_uid(&["Job", &ns, &name, &spec_hash(&spec.template)]);
+        // Taken out while it is worked on; put back below.
+        let fresh = || JobRecord {
+            uid: uid.clone(),
+            created_ms: now_ms,
+            start_ms: None,
+            completion_ms: None,
+            pods: Vec::new(),
+            pod_counter: 0,
+            last_failure_ms: None,
+            conditions: Vec::new(),
+        };
+        let mut record = plan
+            .records
+            .jobs
+            .remove(&key)
+            .filter(|r| r.uid == uid)
+            .unwrap_or_else(fresh);
+        let on_failure = spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            == Some("OnFailure");
+        // What the pods did.
+        for p in &mut record.pods {
+            let Some(view) = world.pod(&ns, &p.pod.name) else {
+                continue;
+            };
+            if on_failure && view.restarts > p.restarts {
+                p.restarts = view.restarts;
+                record.last_failure_ms = Some(now_ms);
+            }
+            if p.outcome.is_none() && (view.phase == "Succeeded" || view.phase == "Failed") {
+                p.outcome = Some(view.phase.clone());
+                if view.phase == "Failed" {
+                    record.last_failure_ms = Some(now_ms);
+                }
+            }
+        }
+        let succeeded = record
+            .pods
+            .iter()
+            .filter(|p| p.outcome.as_deref() == Some("Succeeded"))
+            .count() as i32;
+        let failed = record
+            .pods
+            .iter()
+            .map(|p| i32::from(p.outcome.as_deref() == Some("Failed")) + p.restarts)
+            .sum::<i32>();
+        let job_key = ObjectKey::namespaced("Job", &ns, &name);
+        let suspended = spec.suspend == Some(true);
+        if !suspended && record.start_ms.is_none() && !record.finished() {
+            record.start_ms = Some(now_ms);
+        }
+        if !record.finished() {
+            let ended = |reason: &str| (reason.to_owned(), now_ms);
+            let mut failure = None;
+            if failed > spec.backoff_limit.unwrap_or(6) {
+                failure = Some((
+                    ended("BackoffLimitExceeded"),
+                    "Job has reached the specified backoff limit".to_owned(),
+                ));
+            } else if let (Some(deadline), Some(start)) =
+                (spec.active_deadline_seconds, record.start_ms)
+            {
+                let at = start + deadline * 1000;
+                if now_ms >= at {
+                    failure = Some((
+                        ended("DeadlineExceeded"),
+                        "Job was active longer than specified deadline".to_owned(),
+                    ));
+                } else if let Ok(t) = Timestamp::from_millisecond(at) {
+                    plan.wake_at(t);
+                }
+            }
+            let active_now = record.pods.iter().filter(|p| p.outcome.is_none()).count();
+            let complete = match spec.completions {
+                Some(c) => succeeded >= c,
+                None => succeeded > 0 && active_now == 0,
+            };
+            if let Some(((reason, _), message)) = failure {
+                set_condition(
+                    &mut record.conditions,
+                    "FailureTarget",
+                    "True",
+                    &reason,
+                    message.clone(),
+                    now_ms,
+                );
+                set_condition(
+                    &mut record.conditions,
+                    "Failed",
+                    "True",
+                    &reason,
+                    message.clone(),
+                    now_ms,
+                );
+                plan.event(
+                    job_key.clone(),
+                    EventType::Warning,
+                    if reason == "DeadlineExceeded" {
+                        "DeadlineExceeded"
+                    } else {
+                        "BackoffLimitExceeded"
+                    },
+                    message,
+                );
+            } else if complete {
+                set_condition(
+                    &mut record.conditions,
+                    "SuccessCriteriaMet",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods".into(),
+                    now_ms,
+                );
+                set_condition(
+                    &mut record.conditions,
+                    "Complete",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods".into(),
+                    now_ms,
+                );
+                record.completion_ms = Some(now_ms);
+                plan.event(
+                    job_key.clone(),
+                    EventType::Normal,
+                    "Completed",
+                    "Job completed".into(),
+                );
+            }
+        }
+        // Pods that should run now.
+        if record.finished() || suspended {
+            // Active pods of a finished (or suspended) Job are deleted.
+            record.pods.retain(|p| p.outcome.is_some());
+            if suspended && !record.finished() {
+                set_condition(
+                    &mut record.conditions,
+                    "Suspended",
+                    "True",
+                    "JobSuspended",
+                    "Job suspended".into(),
+                    now_ms,
+                );
+            }
+        } else {
+            if let Some(c) = record
+                .conditions
+                .iter_mut()
+                .find(|c| c.kind == "Suspended" && c.status == "True")
+            {
+                c.status = "False".into();
+                c.reason = "JobResumed".into();
+                c.message = "Job resumed".into();
+                c.last_transition_ms = now_ms;
+                c.last_update_ms = now_ms;
+            }
+            let active = record.pods.iter().filter(|p| p.outcome.is_none()).count() as i32;
+            let parallelism = spec.parallelism.unwrap_or(1).max(0);
+            let wanted = match spec.completions {
+                Some(c) => parallelism.min(c - succeeded).max(0),
+                None if succeeded > 0 => 0,
+                None => parallelism,
+            };
+            if active < wanted {
+                // Back-off after failures: 10 s, 20 s, … from the last one.
+                let wait = if failed > 0 {
+                    (BACKOFF_BASE_MS << (failed - 1).min(6)).min(BACKOFF_MAX_MS)
+                } else {
+                    0
+                };
+                let ready_at = record.last_failure_ms.map_or(0, |t| t + wait);
+                if now_ms >= ready_at {
+                    let mut taken: BTreeSet<String> =
+                        record.pods.iter().map(|p| p.pod.name.clone()).collect();
+                    taken.extend(
+                        world
+                            .pods
+                            .keys()
+                            .filter(|(n, _)| *n == ns)
+                            .map(|(_, n)| n.clone()),
+                    );
+                    let mut created = Vec::new();
+                    for _ in active..wanted {
+                        let pod_name =
+                            new_pod_name(&name, &record.uid, &mut record.pod_counter, &taken);
+                        taken.insert(pod_name.clone());
+                        created.push(pod_name.clone());
+                        record.pods.push(JobPod {
+                            pod: PodRecord {
+                                name: pod_name,
+                                created_ms: now_ms,
+                            },
+                            outcome: None,
+                            restarts: 0,
+                        });
+                    }
+                    for pod_name in created {
+                        plan.event(
+                            job_key.clone(),
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            format!("Created pod: {pod_name}"),
+                        );
+                    }
+                } else if let Ok(t) = Timestamp::from_millisecond(ready_at) {
+                    plan.wake_at(t);
+                }
+            } else if active > wanted {
+                // Parallelism lowered: the newest active pods go.
+                let mut excess = active - wanted;
+                for i in (0..record.pods.len()).rev() {
+                    if excess == 0 {
+                        break;
+                    }
+                    if record.pods[i].outcome.is_none() {
+                        record.pods.remove(i);
+                        excess -= 1;
+                    }
+                }
+            }
+        }
+        // Its pods and the published Job.
+        let record = plan.records.jobs.entry(key.clone()).or_insert(record);
+        let owner = owner_reference("batch/v1", "Job", &name, &record.uid);
+        let labels = [
+            ("batch.kubernetes.io/controller-uid", record.uid.as_str()),
+            ("batch.kubernetes.io/job-name", name.as_str()),
+            ("controller-uid", record.uid.as_str()),
+            ("job-name", name.as_str()),
+        ];
+        let mut ready = 0;
+        let mut active = 0;
+        let mut pods = Vec::new();
+        for p in &record.pods {
+            if p.outcome.is_none() {
+                active += 1;
+                ready += i32::from(world.pod(&ns, &p.pod.name).is_some_and(|v| v.ready));
+            }
+            pods.push(pod_from_template(
+                &spec.template,
+                &ns,
+                &p.pod.name,
+                &labels,
+                owner.clone(),
+            ));
+        }
+        let mut status = json!({
+            "active": active,
+            "ready": ready,
+            "succeeded": succeeded,
+            "failed": failed,
+            "terminating": 0,
+        });
+        if let Some(start) = record.start_ms {
+            status["startTime"] = time(start);
+        }
+        if let Some(done) = record.completion_ms {
+            status["completionTime"] = time(done);
+        }
+        if !record.conditions.is_empty() {
+            status["conditions"] =
+                Value::Array(record.conditions.iter().map(|c| c.to_json(false)).collect());
+        }
+        let mut object = published(*job, &record.uid, record.created_ms, source, status);
+        object["spec"]["selector"] =
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": record.uid}});
+        for (k, v) in labels {
+            object["spec"]["template"]["metadata"]["labels"][k] = json!(v);
+        }
+        plan.objects.insert(job_key, object);
+        for pod in pods {
+            plan.pods.insert(
+                (ns.clone(), pod.metadata.name.clone().unwrap_or_default()),
+                pod,
+            );
+        }
+    }
+    plan.records.jobs.retain(|k, _| live.contains(k));
+}
