@@ -6,6 +6,7 @@
 mod harness;
 
 mod containers;
+mod deployments;
 mod exec;
 mod harness_smoke;
 mod images;

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
 use outpost_runtime::container::Runtime;
 use outpost_runtime::image::store::{GcPolicy, InUse, Store};
@@ -24,6 +26,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::NodeDirs;
+use crate::controllers::{self, NodeInfo, PodView, World};
 use crate::desired::Desired;
 use crate::events::{EventType, Involved, Recorder};
 use crate::manifest::{apply_limit_ranges, check_quota, BundleFile, Object};
@@ -33,6 +36,8 @@ use crate::state::{ClusterState, ObjectKey};
 
 /// Container files younger than this may be a `ctr run` in progress elsewhere.
 const ORPHAN_MIN_AGE: Duration = Duration::from_secs(30);
+/// Pod status changes within this window make one controller run.
+const CONTROLLER_DEBOUNCE: Duration = Duration::from_millis(20);
 /// How often image GC checks the disk.
 const GC_INTERVAL: Duration = Duration::from_secs(300);
 /// Kinds the agent publishes as they are declared (pods get a live status instead).
@@ -169,14 +174,29 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     });
     let mut manager = Manager::new(shared);
     let mut desired = Desired::load(&dirs.state_dir, &args.sources);
+    let (records_store, records, problem) = controllers::store::Store::load(&dirs.state_dir);
+    if let Some(problem) = problem {
+        tracing::error!("{problem}");
+        events.record(
+            &Involved::node(&node_name),
+            EventType::Warning,
+            "ControllerStateLost",
+            &problem,
+        );
+    }
+    let mut pod_changes = state.subscribe();
     let mut sync = Sync {
         state: state.clone(),
         events: events.clone(),
-        node: node_name.clone(),
+        node: node_info(&node_name),
         objects: objects_tx,
         reported: HashSet::new(),
+        store: records_store,
+        records,
+        published: HashSet::new(),
+        controller_pods: Vec::new(),
     };
-    sync.apply(&desired, &mut manager);
+    let mut wake = sync.apply(&desired, &mut manager);
     manager.clean_orphans().await;
 
     let shutdown = CancellationToken::new();
@@ -201,6 +221,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let node = Involved::node(&node_name);
     let mut gc_tick = tokio::time::interval(GC_INTERVAL);
+    // Controllers look again when a pod changes (debounced) or at their wake-up time.
+    let mut pods_changed = false;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -210,7 +232,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     match desired.apply(&bundle.source, &bundle.version, files) {
                         Ok(true) => {
                             events.record(&node, EventType::Normal, "BundleApplied", &format!("applied {} (version {})", bundle.source, bundle.version));
-                            sync.apply(&desired, &mut manager);
+                            wake = sync.apply(&desired, &mut manager);
                         }
                         Ok(false) => {}
                         Err(e) => {
@@ -228,6 +250,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 }
                 None => std::future::pending::<()>().await,
             },
+            change = pod_changes.recv() => match change {
+                Ok(change) if change.key.kind != "Pod" => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => pods_changed = true,
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            _ = tokio::time::sleep(CONTROLLER_DEBOUNCE), if pods_changed => {
+                pods_changed = false;
+                wake = sync.apply(&desired, &mut manager);
+            }
+            _ = sleep_until(wake) => wake = sync.apply(&desired, &mut manager),
             _ = gc_tick.tick() => collect_garbage(&store, &runtime, policy).await,
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
@@ -245,16 +277,25 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 struct Sync {
     state: ClusterState,
     events: Recorder,
-    node: String,
+    node: NodeInfo,
     objects: watch::Sender<Arc<Objects>>,
     /// Unsupported kinds and conflicts already reported.
     reported: HashSet<String>,
+    /// The controllers' records, as last persisted.
+    store: controllers::store::Store,
+    records: controllers::Records,
+    /// Controller objects (Deployments, ReplicaSets, Jobs, DaemonSets) published.
+    published: HashSet<ObjectKey>,
+    /// The pods of the last records persisted.
+    controller_pods: Vec<Pod>,
 }
 
 impl Sync {
-    fn apply(&mut self, desired: &Desired, manager: &mut Manager) {
+    /// Publishes the desired state, runs the controllers and hands every pod
+    /// to the manager. Returns when the controllers want to look again.
+    fn apply(&mut self, desired: &Desired, manager: &mut Manager) -> Option<jiff::Timestamp> {
         let (merged, conflicts) = desired.merged();
-        let node = Involved::node(&self.node);
+        let node = Involved::node(&self.node.name);
         for c in conflicts {
             let message = format!(
                 "{} from {} is ignored: {} already defines it",
@@ -272,10 +313,16 @@ impl Sync {
         let mut quotas: BTreeMap<String, Vec<ResourceQuota>> = BTreeMap::new();
         let mut pods: Vec<&Pod> = Vec::new();
         let mut owners: BTreeMap<ObjectKey, &str> = BTreeMap::new();
+        let mut deployments: Vec<(&Deployment, &str)> = Vec::new();
+        let mut jobs: Vec<(&Job, &str)> = Vec::new();
+        let mut daemon_sets: Vec<(&DaemonSet, &str)> = Vec::new();
         for (key, (source, object)) in &merged {
             owners.insert(key.clone(), source.as_str());
             match object {
                 Object::Pod(p) => pods.push(p),
+                Object::Deployment(d) => deployments.push((d, source)),
+                Object::Job(j) => jobs.push((j, source)),
+                Object::DaemonSet(d) => daemon_sets.push((d, source)),
                 Object::Unsupported(u) => {
                     let message = format!(
                         "{key}: kind {} ({}) is not supported by outpost yet; kept, not run",
@@ -334,6 +381,9 @@ impl Sync {
             .collect();
         let _ = self.objects.send(Arc::new(objects));
 
+        let (controller_pods, wake) = self.run_controllers(deployments, jobs, daemon_sets);
+        let pods = pods.into_iter().chain(controller_pods.iter());
+
         // Pods: admission for new ones (existing ones were admitted already).
         let mut admitted: BTreeMap<String, Pod> = BTreeMap::new();
         for pod in pods {
@@ -375,6 +425,71 @@ impl Sync {
             admitted.insert(uid, pod);
         }
         manager.sync(admitted);
+        wake
+    }
+
+    /// Runs the controllers on the pods as published; persists their records
+    /// before their pods may start, and publishes their objects. Returns
+    /// their pods and when to look again.
+    fn run_controllers(
+        &mut self,
+        deployments: Vec<(&Deployment, &str)>,
+        jobs: Vec<(&Job, &str)>,
+        daemon_sets: Vec<(&DaemonSet, &str)>,
+    ) -> (Vec<Pod>, Option<jiff::Timestamp>) {
+        let (published, _) = self.state.list("Pod", None);
+        let views: BTreeMap<(String, String), PodView> = published
+            .iter()
+            .map(|p| {
+                let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
+                let name = p["metadata"]["name"].as_str().unwrap_or_default();
+                ((ns.to_owned(), name.to_owned()), PodView::from_json(p))
+            })
+            .collect();
+        let world = World {
+            now: jiff::Timestamp::now(),
+            node: &self.node,
+            deployments,
+            jobs,
+            daemon_sets,
+            pods: &views,
+        };
+        let plan = controllers::reconcile(&self.records, &world);
+        if let Err(e) = self.store.save(&plan.records) {
+            // Pods the records do not name could be duplicated after a crash:
+            // nothing changes until the records can be written.
+            let message = format!(
+                "cannot save the controllers' state ({e}); workloads stay as they are until it can be written"
+            );
+            tracing::error!("{message}");
+            self.events.record(
+                &Involved::node(&self.node.name),
+                EventType::Warning,
+                "FailedPersist",
+                &message,
+            );
+            let retry = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5);
+            return (self.controller_pods.clone(), Some(retry));
+        }
+        self.records = plan.records;
+        for event in &plan.events {
+            self.events.record(
+                &Involved::object(&event.object),
+                event.event_type,
+                event.reason,
+                &event.message,
+            );
+        }
+        let keys: HashSet<ObjectKey> = plan.objects.keys().cloned().collect();
+        for key in self.published.difference(&keys) {
+            self.state.delete(key);
+        }
+        for (key, object) in plan.objects {
+            self.state.upsert(key, object);
+        }
+        self.published = keys;
+        self.controller_pods = plan.pods.into_values().collect();
+        (self.controller_pods.clone(), plan.wake)
     }
 
     fn admit(
@@ -402,6 +517,42 @@ impl Sync {
             }
         }
         Ok(())
+    }
+}
+
+/// Sleeps until `at`; forever when `None`.
+async fn sleep_until(at: Option<jiff::Timestamp>) {
+    match at {
+        Some(at) => {
+            let left = at.duration_since(jiff::Timestamp::now());
+            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// This node as DaemonSet node selectors see it (the well-known labels).
+fn node_info(name: &str) -> NodeInfo {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    };
+    let labels = [
+        ("kubernetes.io/hostname", name),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", arch),
+        ("beta.kubernetes.io/os", "linux"),
+        ("beta.kubernetes.io/arch", arch),
+    ];
+    NodeInfo {
+        name: name.to_owned(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
     }
 }
 

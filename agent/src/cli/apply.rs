@@ -23,8 +23,9 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Deserialize;
 use serde_json::Value;
 
+use local::Change;
+pub(crate) use local::NewObject;
 pub(crate) use local::{documents, LocalSource};
-use local::{Change, NewObject};
 
 use super::client::{write_stdout, ApiArgs, Client, StatusError};
 use crate::agent::SOURCE_ANNOTATION;

@@ -11,6 +11,7 @@ mod get;
 mod images;
 mod killall;
 mod logs;
+mod rollout;
 mod table;
 
 pub use images::parse_duration;
@@ -53,6 +54,14 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Remove objects from the local source, as `kubectl delete`.
     Delete(delete::DeleteArgs),
+    /// Set a Deployment's replica count in the local source, as `kubectl scale`.
+    Scale(rollout::ScaleArgs),
+    /// Change objects in the local source: `set image`, as `kubectl set`.
+    #[command(subcommand)]
+    Set(rollout::SetCommand),
+    /// Manage rollouts, as `kubectl rollout`: status, history, undo, restart, pause, resume.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Stop every container and remove every pod sandbox (stop the agent first).
     Killall(NodeDirs),
     /// Print the version.
@@ -136,6 +145,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec::run(args).await,
         Command::Apply(args) => apply::run(args).await,
         Command::Delete(args) => delete::run(args).await,
+        Command::Scale(args) => rollout::scale(args).await,
+        Command::Set(cmd) => rollout::set(cmd).await,
+        Command::Rollout(cmd) => rollout::rollout(cmd).await,
         Command::Killall(dirs) => killall::run(dirs).await,
         Command::Version => {
             println!("outpost {}", env!("CARGO_PKG_VERSION"));

@@ -371,7 +371,7 @@ fn scaling_picks_not_ready_and_newest_pods_first() {
     let d2 = deployment("  replicas: 2\n", "web:1");
     sim.settle(&[&d2]);
     assert_eq!(sim.sets(), "r1=2/2");
-    for ((_, name), _) in &sim.pods {
+    for (_, name) in sim.pods.keys() {
         assert!(first.contains(name), "{name} was not one of the ready ones");
     }
     let reasons: Vec<String> = sim.events.iter().map(|e| e.message.clone()).collect();

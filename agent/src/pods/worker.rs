@@ -889,6 +889,14 @@ impl Worker {
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30)
             .max(0) as u64;
+        // Terminating from now on: controllers and `get pods` see it go.
+        if let Some(mut object) = self.shared.state.get(&self.key) {
+            if object["metadata"]["uid"] == self.uid.as_str() {
+                object["metadata"]["deletionTimestamp"] = json!(crate::events::now());
+                object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                self.shared.state.upsert(self.key.clone(), object);
+            }
+        }
         let running: Vec<usize> = (0..self.slots.len())
             .filter(|&i| matches!(self.slots[i].state, ContainerState::Running { .. }))
             .collect();

@@ -289,6 +289,34 @@ pub(crate) struct NewObject {
     pub raw: Option<Value>,
 }
 
+impl NewObject {
+    /// An edited object (its value as written), validated as the agent will
+    /// read it: every problem when it is not valid.
+    pub fn from_raw(key: &ObjectKey, raw: Value) -> Result<NewObject, Vec<String>> {
+        let file = BundleFile {
+            name: format!("{key}.json"),
+            content: serde_json::to_vec(&raw).unwrap_or_default(),
+        };
+        let mut parsed = parse_bundle(&[file]).map_err(|e| {
+            e.problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })?;
+        match parsed.pop() {
+            Some(located) if parsed.is_empty() && located.object.key() == *key => Ok(NewObject {
+                key: key.clone(),
+                object: located.object,
+                text: None,
+                raw: Some(raw),
+            }),
+            _ => Err(vec![format!(
+                "the edit of {key} does not read as that object"
+            )]),
+        }
+    }
+}
+
 /// The objects of an input that parsed (`parsed` is `parse_bundle(files)`),
 /// each with its text as written.
 pub(crate) fn new_objects(files: &[BundleFile], parsed: Vec<Located>) -> Vec<NewObject> {
@@ -496,6 +524,21 @@ impl LocalSource {
         self.files[f].content = content;
         if !self.order.contains(&name) {
             self.order.push(name);
+        }
+    }
+
+    /// The object `key` as its document writes it (no defaults), when a
+    /// document defines it.
+    pub fn raw(&self, key: &ObjectKey) -> Option<Value> {
+        let (f, d) = self.find(key)?;
+        let name = self.path_name(&self.files[f].name);
+        let value = raw_value(&name, self.text(f), &self.files[f].documents[d].span)?;
+        match list_items(&value) {
+            Some(items) => items
+                .iter()
+                .find(|i| item(&name, i).keys.contains(key))
+                .cloned(),
+            None => Some(value),
         }
     }
 
