@@ -119,11 +119,16 @@ async fn wait(watch: &mut Watch, retry: Option<Instant>, tuning: &Tuning, out: &
         };
         let event = async {
             match watch {
-                Watch::Dir(stream) => stream.next().await.map(|e| e.map(|e| relevant_in_dir(&e))),
-                Watch::Ancestor { stream, next } => stream
-                    .next()
-                    .await
-                    .map(|e| e.map(|e| relevant_in_ancestor(&e, next))),
+                Watch::Dir(stream) => stream.next().await.map(|e| e.map(|e| change_in_dir(&e))),
+                Watch::Ancestor { stream, next } => stream.next().await.map(|e| {
+                    e.map(|e| {
+                        if relevant_in_ancestor(&e, next) {
+                            Change::Writing
+                        } else {
+                            Change::None
+                        }
+                    })
+                }),
                 Watch::None => std::future::pending().await,
             }
         };
@@ -132,11 +137,14 @@ async fn wait(watch: &mut Watch, retry: Option<Instant>, tuning: &Tuning, out: &
             () = out.shutdown.cancelled() => return false,
             () = sleep_until(deadline) => return true,
             event = event => match event {
-                Some(Ok(false)) => {}
-                Some(Ok(true)) => {
+                Some(Ok(Change::None)) => {}
+                Some(Ok(change)) => {
                     let now = Instant::now();
                     first.get_or_insert(now);
-                    quiet_until = now + tuning.debounce;
+                    quiet_until = now + match change {
+                        Change::Settled => tuning.settle,
+                        _ => tuning.debounce,
+                    };
                 }
                 // The inotify fd failed or closed: a new round after the
                 // debounce sets up a new one (and cannot spin).
@@ -217,11 +225,35 @@ fn watch(dir: &Path) -> Watch {
 
 /// Whether an event in the watched directory can change what it holds: swap
 /// and backup files of editors come and go without touching manifests.
-fn relevant_in_dir(event: &inotify::EventOwned) -> bool {
+/// What an event in the watched directory says about its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Nothing the agent reads.
+    None,
+    /// A file is being written (created, modified): more may follow.
+    Writing,
+    /// A file is complete (closed after writing, renamed into place, removed):
+    /// read soon, after a short pause for the rest of a multi-file edit.
+    Settled,
+}
+
+fn change_in_dir(event: &inotify::EventOwned) -> Change {
+    use inotify::EventMask;
     match &event.name {
-        Some(name) => !is_editor_noise(name),
+        Some(name) if is_editor_noise(name) => Change::None,
+        Some(_)
+            if event.mask.intersects(
+                EventMask::CLOSE_WRITE
+                    | EventMask::MOVED_TO
+                    | EventMask::MOVED_FROM
+                    | EventMask::DELETE,
+            ) =>
+        {
+            Change::Settled
+        }
+        Some(_) => Change::Writing,
         // Events on the directory itself: deleted, moved, unwatched, overflow.
-        None => true,
+        None => Change::Writing,
     }
 }
 

@@ -220,6 +220,9 @@ fn spawn_tuned(
 struct Tuning {
     /// Quiet time after the last inotify event before the directory is read again.
     debounce: Duration,
+    /// The same after an event that completes a file (close after write,
+    /// rename into place, removal): `apply`'s atomic renames are read at once.
+    settle: Duration,
     /// Longest a stream of events can delay a read.
     debounce_max: Duration,
     /// First retry delay while unreachable; doubles each time.
@@ -237,6 +240,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             debounce: Duration::from_millis(100),
+            settle: Duration::from_millis(10),
             debounce_max: Duration::from_millis(500),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
