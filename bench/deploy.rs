@@ -44,7 +44,12 @@ fn main() {
     // outpost: an agent in its own netns with an empty local source.
     let netns = format!("outpost-bench-{}", std::process::id());
     run(Command::new("ip").args(["netns", "add", &netns]));
-    let _netns = Cleanup(vec!["ip".into(), "netns".into(), "del".into(), netns.clone()]);
+    let _netns = Cleanup(vec![
+        "ip".into(),
+        "netns".into(),
+        "del".into(),
+        netns.clone(),
+    ]);
     let (state, run_dir, source) = (dir.join("state"), dir.join("run"), dir.join("manifests"));
     for d in [&state, &run_dir, &source] {
         std::fs::create_dir_all(d).expect("mkdir");
@@ -59,7 +64,11 @@ fn main() {
             .env("OUTPOST_MANIFESTS", &source);
         c
     };
-    run(&mut outpost(&["images", "import", archive.to_str().expect("utf-8")]));
+    run(&mut outpost(&[
+        "images",
+        "import",
+        archive.to_str().expect("utf-8"),
+    ]));
     let mut agent = outpost(&["agent", "--source", &format!("file://{}", source.display())])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -75,7 +84,9 @@ fn main() {
         "killall".into(),
     ]);
     wait_until(Duration::from_secs(30), || {
-        outpost(&["get", "ns"]).output().is_ok_and(|o| o.status.success())
+        outpost(&["get", "ns"])
+            .output()
+            .is_ok_and(|o| o.status.success())
     });
     let ready = |outpost: &dyn Fn(&[&str]) -> Command| {
         let out = outpost(&["get", "deploy", "bench", "-o", "json"]).output();
@@ -87,10 +98,18 @@ fn main() {
     let mut ours = Vec::new();
     for _ in 0..iterations {
         let t0 = Instant::now();
-        run(&mut outpost(&["apply", "-f", manifest.to_str().expect("utf-8")]));
+        run(&mut outpost(&[
+            "apply",
+            "-f",
+            manifest.to_str().expect("utf-8"),
+        ]));
         wait_until(Duration::from_secs(60), || ready(&outpost));
         ours.push(t0.elapsed());
-        run(&mut outpost(&["delete", "-f", manifest.to_str().expect("utf-8")]));
+        run(&mut outpost(&[
+            "delete",
+            "-f",
+            manifest.to_str().expect("utf-8"),
+        ]));
         wait_until(Duration::from_secs(60), || {
             outpost(&["get", "pods", "-o", "name"])
                 .output()
@@ -111,19 +130,51 @@ fn main() {
         c.args(args).env("CONTAINERS_CONF", &podman_conf);
         c
     };
-    run(&mut podman(&["load", "-q", "-i", archive.to_str().expect("utf-8")]));
-    let _image = Cleanup(vec!["podman".into(), "rmi".into(), "-f".into(), NAME.into()]);
+    run(&mut podman(&[
+        "load",
+        "-q",
+        "-i",
+        archive.to_str().expect("utf-8"),
+    ]));
+    let _image = Cleanup(vec![
+        "podman".into(),
+        "rmi".into(),
+        "-f".into(),
+        NAME.into(),
+    ]);
     let mut theirs = Vec::new();
     for _ in 0..iterations {
         let t0 = Instant::now();
-        run(&mut podman(&["kube", "play", "-q", manifest.to_str().expect("utf-8")]));
+        run(&mut podman(&[
+            "kube",
+            "play",
+            "-q",
+            manifest.to_str().expect("utf-8"),
+        ]));
         wait_until(Duration::from_secs(60), || {
-            podman(&["ps", "--filter", "label=app=bench", "--filter", "status=running", "-q"])
-                .output()
-                .is_ok_and(|o| o.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() >= 3)
+            podman(&[
+                "ps",
+                "--filter",
+                "label=app=bench",
+                "--filter",
+                "status=running",
+                "-q",
+            ])
+            .output()
+            .is_ok_and(|o| {
+                o.stdout
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count()
+                    >= 3
+            })
         });
         theirs.push(t0.elapsed());
-        run(&mut podman(&["kube", "down", manifest.to_str().expect("utf-8")]));
+        run(&mut podman(&[
+            "kube",
+            "down",
+            manifest.to_str().expect("utf-8"),
+        ]));
     }
 
     let (a, b) = (median(&mut ours), median(&mut theirs));
@@ -159,7 +210,9 @@ spec:
 const PODMAN_CONF: &str = "[engine]\nruntime = \"runc\"\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n";
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}{}",

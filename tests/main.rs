@@ -10,5 +10,6 @@ mod deployments;
 mod exec;
 mod harness_smoke;
 mod images;
+mod network;
 mod pods;
 mod sources;

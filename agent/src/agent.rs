@@ -82,6 +82,21 @@ pub struct AgentArgs {
     /// This node's IP, reported as hostIP (and podIP of hostNetwork pods).
     #[arg(long)]
     pub node_ip: Option<String>,
+    /// The cluster's pod network; this node takes one /24 of it (--node-pod-cidr).
+    #[arg(long, default_value = "10.42.0.0/16", value_parser = parse_cidr)]
+    pub pod_cidr: (std::net::Ipv4Addr, u8),
+    /// This node's pod addresses [default: the first /24 of --pod-cidr].
+    #[arg(long, value_parser = parse_cidr)]
+    pub node_pod_cidr: Option<(std::net::Ipv4Addr, u8)>,
+    /// The cluster DNS server pods' resolv.conf names (dnsPolicy ClusterFirst); "" for none.
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: String,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The MTU of the pod bridge and of pods' eth0.
+    #[arg(long, default_value_t = outpost_net::bridge::DEFAULT_MTU)]
+    pub mtu: u32,
     /// Disk usage (percent) above which unused images are garbage-collected.
     #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub image_gc_high_threshold: u8,
@@ -149,6 +164,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 
     import_airgap(&store, &dirs.state_dir.join("airgap")).await;
     readopt(&runtime).await?;
+    let network = pod_network(&args, &dirs.run_dir).await?;
 
     let state = ClusterState::default();
     let events = Recorder::new(state.clone(), &node_name);
@@ -171,6 +187,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         node_capacity: node_capacity(),
         exits,
         objects: objects_rx,
+        network,
+        mtu: args.mtu,
+        cluster_dns: (!args.cluster_dns.is_empty()).then(|| crate::pods::translate::ClusterDns {
+            server: args.cluster_dns.clone(),
+            domain: args.cluster_domain.clone(),
+        }),
     });
     let mut manager = Manager::new(shared);
     let mut desired = Desired::load(&dirs.state_dir, &args.sources);
@@ -518,6 +540,71 @@ impl Sync {
         }
         Ok(())
     }
+}
+
+/// `10.42.0.0/16`.
+fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (ip, len) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a CIDR (e.g. 10.42.0.0/16)"))?;
+    let ip: std::net::Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("{len:?} is not a prefix length (0-32)"))?;
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    if u32::from(ip) & !mask != 0 {
+        return Err(format!(
+            "{s} has host bits set: use {}/{len}",
+            std::net::Ipv4Addr::from(u32::from(ip) & mask)
+        ));
+    }
+    Ok((ip, len))
+}
+
+/// The bridge and IPAM of this node's pod range, the bridge set up. IPAM
+/// state lives in the run dir: addresses matter only while their pods'
+/// namespaces exist, which a reboot ends anyway (and no SD-card writes).
+async fn pod_network(
+    args: &AgentArgs,
+    run_dir: &Path,
+) -> anyhow::Result<Arc<outpost_net::pod::PodNetwork>> {
+    use outpost_net::ipam::{Ipam, PodRange, DEFAULT_QUARANTINE};
+    let (cluster, cluster_len) = args.pod_cidr;
+    let (net, len) = args.node_pod_cidr.unwrap_or((cluster, cluster_len.max(24)));
+    let inside = len >= cluster_len && {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(cluster_len))
+            .unwrap_or(0);
+        u32::from(net) & mask == u32::from(cluster)
+    };
+    anyhow::ensure!(
+        inside,
+        "--node-pod-cidr {net}/{len} is not inside --pod-cidr {cluster}/{cluster_len}"
+    );
+    let range =
+        PodRange::new(net, len).map_err(|e| anyhow::anyhow!("pod range {net}/{len}: {e}"))?;
+    let path = run_dir.join("ipam.json");
+    let ipam = match Ipam::open(&path, range.clone(), DEFAULT_QUARANTINE) {
+        Ok(ipam) => ipam,
+        Err(e) => {
+            // Running pods get addresses again when their workers attach them.
+            tracing::error!("{}; starting it afresh", crate::pods::worker::chain(&e));
+            Ipam::rebuild(&path, range.clone(), DEFAULT_QUARANTINE, &[])?
+        }
+    };
+    let mut bridge = outpost_net::bridge::BridgeConfig::new(range.gateway(), len);
+    bridge.mtu = args.mtu;
+    let host = outpost_net::host::Host::open(None).context("open netlink")?;
+    let network = outpost_net::pod::PodNetwork::new(host, bridge, ipam)?;
+    network
+        .ensure_bridge()
+        .await
+        .context("set up the pod bridge")?;
+    Ok(Arc::new(network))
 }
 
 /// Sleeps until `at`; forever when `None`.

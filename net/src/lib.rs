@@ -3,4 +3,9 @@
 //! bridge, IPAM, veths, NAT and the service proxy come with the networking issue.
 #![forbid(unsafe_code)]
 
+pub mod bridge;
+pub mod host;
+pub mod ipam;
 pub mod netns;
+pub mod pod;
+pub mod proxy;

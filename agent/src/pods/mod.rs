@@ -163,6 +163,17 @@ impl Manager {
         if let Err(e) = result {
             tracing::warn!("orphan cleanup task: {e}");
         }
+        // Veths and addresses of pods that are gone (a crash between steps).
+        match self.shared.network.gc(&self.uids()).await {
+            Ok(report) if !report.links.is_empty() || !report.addresses.is_empty() => {
+                tracing::info!(
+                    ?report,
+                    "removed the network remains of pods no longer desired"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("pod network cleanup: {}", crate::pods::worker::chain(&e)),
+        }
     }
 
     /// Agent shutdown: workers stop watching; pods keep running. Terminations

@@ -72,6 +72,15 @@ pub struct PodRuntimeInfo {
     pub pod_ip: Option<String>,
     /// The node's IP (`status.hostIP`).
     pub host_ip: Option<String>,
+    /// The cluster DNS server and domain (`ClusterFirst` pods resolve through it).
+    pub dns: Option<ClusterDns>,
+}
+
+/// The cluster's DNS service, as the kubelet's `--cluster-dns` and `--cluster-domain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDns {
+    pub server: String,
+    pub domain: String,
 }
 
 /// Why a container cannot be created yet, the way the kubelet says it: the
@@ -1163,6 +1172,7 @@ mod tests {
         PodRuntimeInfo {
             pod_ip: Some("10.42.0.7".into()),
             host_ip: Some("192.168.1.10".into()),
+            dns: None,
         }
     }
 

@@ -38,7 +38,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
-use crate::pods::translate::{self, ConfigError, Lookup, PodRuntimeInfo, FAILED_MOUNT};
+use crate::pods::translate::{self, ClusterDns, ConfigError, Lookup, PodRuntimeInfo, FAILED_MOUNT};
 use crate::quantity::parse_bytes;
 
 /// A volume ready to be bind-mounted into containers.
@@ -889,7 +889,10 @@ fn write_pod_files(pod: &Pod, info: &PodRuntimeInfo, pod_dir: &Path) -> io::Resu
     };
     write_generated(&files.hosts, &hosts)?;
     write_generated(&files.hostname, format!("{hostname}\n").as_bytes())?;
-    write_generated(&files.resolv_conf, &resolv_conf(pod, host_network)?)?;
+    write_generated(
+        &files.resolv_conf,
+        &resolv_conf(pod, host_network, info.dns.as_ref())?,
+    )?;
     Ok(files)
 }
 
@@ -941,17 +944,39 @@ fn write_generated(path: &Path, content: &[u8]) -> io::Result<()> {
 }
 
 /// The pod's resolver configuration (kubelet `GetPodDNS`, partly).
-fn resolv_conf(pod: &Pod, host_network: bool) -> io::Result<Vec<u8>> {
+fn resolv_conf(pod: &Pod, host_network: bool, dns: Option<&ClusterDns>) -> io::Result<Vec<u8>> {
     let spec = pod.spec.as_ref();
     let policy = spec
         .and_then(|s| s.dns_policy.as_deref())
         .unwrap_or("ClusterFirst");
+    // `ClusterFirst` on the host network resolves like the node, as the
+    // kubelet does; `ClusterFirstWithHostNet` is for exactly that case.
+    let cluster = match policy {
+        "ClusterFirst" if !host_network => dns,
+        "ClusterFirstWithHostNet" => dns,
+        _ => None,
+    };
     let mut conf = if policy == "None" {
         Resolv::default()
+    } else if let Some(dns) = cluster {
+        let host = Resolv::parse(&fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default());
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let domain = &dns.domain;
+        let mut searches = vec![
+            format!("{ns}.svc.{domain}"),
+            format!("svc.{domain}"),
+            domain.clone(),
+        ];
+        searches.extend(host.searches.into_iter().filter(|s| !s.is_empty()));
+        searches.dedup();
+        Resolv {
+            servers: vec![dns.server.clone()],
+            searches,
+            options: vec!["ndots:5".into()],
+        }
     } else {
-        // `Default` is the node's resolver. `ClusterFirst` and
-        // `ClusterFirstWithHostNet` want the cluster DNS server first, which
-        // comes with cluster DNS; until then they resolve like the node.
+        // `Default` is the node's resolver (and `ClusterFirst` without a
+        // cluster DNS server configured, as the kubelet falls back).
         let host = Resolv::parse(&fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default());
         let only_loopback = !host.servers.is_empty()
             && host
@@ -1379,6 +1404,7 @@ mod tests {
             let info = PodRuntimeInfo {
                 pod_ip: Some("10.42.0.7".into()),
                 host_ip: None,
+                dns: None,
             };
             prepare(pod, &lookup, &info, dir)
         }
@@ -1881,6 +1907,7 @@ spec:
         let info = PodRuntimeInfo {
             pod_ip: Some("10.42.0.8".into()),
             host_ip: None,
+            dns: None,
         };
         prepare(&p, &lookup, &info, &d.dir).expect("new ip");
         assert!(fs::read_to_string(&f.hosts)
@@ -1900,6 +1927,30 @@ spec:
             fs::read_to_string(&v.pod_files.hostname).expect("hostname"),
             "web-1\n"
         );
+
+        // ClusterFirst: the cluster DNS server and the kubelet's search path.
+        let p = pod("metadata: {name: web-2, namespace: shop}\nspec:\n  dnsConfig: {options: [{name: ndots, value: '2'}]}\n  containers: [{name: c}]\n");
+        let info = PodRuntimeInfo {
+            pod_ip: Some("10.42.0.9".into()),
+            host_ip: None,
+            dns: Some(ClusterDns {
+                server: "10.43.0.10".into(),
+                domain: "cluster.local".into(),
+            }),
+        };
+        let v = prepare(&p, &lookup, &info, &d.dir).expect("cluster first");
+        let got =
+            Resolv::parse(&fs::read_to_string(&v.pod_files.resolv_conf).expect("resolv.conf"));
+        assert_eq!(got.servers, ["10.43.0.10"]);
+        assert_eq!(
+            got.searches[..3],
+            [
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
+        assert_eq!(got.options, ["ndots:2"], "dnsConfig options win");
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub struct Shared {
     pub node_capacity: (u64, u64),
     pub exits: broadcast::Sender<ExitEvent>,
     pub objects: watch::Receiver<Arc<Objects>>,
+    /// The pod network (bridge, IPAM, veths).
+    pub network: Arc<outpost_net::pod::PodNetwork>,
+    /// The MTU of pods' `eth0`.
+    pub mtu: u32,
+    /// The cluster DNS server and domain for pods' resolv.conf.
+    pub cluster_dns: Option<translate::ClusterDns>,
 }
 
 /// What pods may refer to: ConfigMaps and Secrets by (namespace, name).
@@ -178,6 +184,8 @@ struct Worker {
     start_time: String,
     blocked: Option<(String, String)>,
     sandbox: Option<SandboxNamespaces>,
+    /// The pod's address on the pod network, once attached.
+    ip: Option<std::net::Ipv4Addr>,
     volumes: Option<volumes::PreparedVolumes>,
 }
 
@@ -226,6 +234,7 @@ impl Worker {
             start_time: crate::events::now(),
             blocked: None,
             sandbox: None,
+            ip: None,
             volumes: None,
         }
     }
@@ -540,6 +549,14 @@ impl Worker {
                         .await
                         .map_err(|e| ("FailedCreatePodSandBox", chain(&e)))?;
                 }
+                // Idempotent: a re-adopted pod keeps its address.
+                let address = self
+                    .shared
+                    .network
+                    .attach(&self.uid, &path, self.shared.mtu)
+                    .await
+                    .map_err(|e| ("FailedCreatePodSandBox", chain(&e)))?;
+                self.ip = Some(address.ip);
                 Some(path)
             };
             let pins = {
@@ -563,6 +580,7 @@ impl Worker {
         let info = PodRuntimeInfo {
             pod_ip: self.pod_ip(),
             host_ip: self.shared.host_ip.clone(),
+            dns: self.shared.cluster_dns.clone(),
         };
         let prepared = volumes::prepare(&self.pod, &lookup, &info, &pod_dir)
             .map_err(|e| ("FailedMount", e.message))?;
@@ -604,6 +622,7 @@ impl Worker {
         let info = PodRuntimeInfo {
             pod_ip: self.pod_ip(),
             host_ip: self.shared.host_ip.clone(),
+            dns: self.shared.cluster_dns.clone(),
         };
         let translated = translate::container_spec(
             &self.pod,
@@ -750,11 +769,10 @@ impl Worker {
 
     /// The pod's IP: the node's on the host network (pod networking comes later).
     fn pod_ip(&self) -> Option<String> {
-        let host_network = self.host_network();
-        if host_network {
+        if self.host_network() {
             self.shared.host_ip.clone()
         } else {
-            None
+            self.ip.map(|ip| ip.to_string())
         }
     }
 
@@ -854,7 +872,7 @@ impl Worker {
             .filter(|s| !s.init)
             .map(observed)
             .collect();
-        let host_network = self.host_network();
+        let pod_ip = self.pod_ip();
         let host_ip = self.shared.host_ip.as_deref();
         let now = crate::events::now();
         let blocked = self.blocked.as_ref().map(|(r, m)| (r.as_str(), m.as_str()));
@@ -862,7 +880,7 @@ impl Worker {
             policy: RestartPolicy::of(&self.pod),
             init: &init,
             containers: &containers,
-            pod_ip: if host_network { host_ip } else { None },
+            pod_ip: pod_ip.as_deref(),
             host_ip,
             start_time: &self.start_time,
             blocked,
@@ -927,6 +945,9 @@ impl Worker {
             }
         });
         futures_util::future::join_all(stops).await;
+        if let Err(e) = self.shared.network.detach(&self.uid).await {
+            self.event(None, EventType::Warning, "FailedKillPod", &chain(&e));
+        }
         let (runtime, uid) = (self.shared.runtime.clone(), self.uid.clone());
         let run_dir = self.shared.run_dir.clone();
         let state_dir = self.shared.state_dir.clone();

@@ -1,0 +1,199 @@
+//! The pod network through the real agent, inside its test host: the bridge,
+//! pod addresses, pod-to-pod traffic, and nothing left behind when pods go
+//! or the agent is killed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::Node;
+
+const IMAGE: &str = "example.com/test/busybox:1";
+
+fn node() -> (Node, PathBuf) {
+    let node = Node::with_busybox(IMAGE);
+    let manifests = node.dir().join("manifests");
+    std::fs::create_dir(&manifests).expect("manifests dir");
+    (node, manifests)
+}
+
+fn source(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// A pod serving its own name over HTTP on 8080.
+fn web(name: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: web}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: {IMAGE}
+    command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+    ports: [{{containerPort: 8080}}]
+"#
+    )
+}
+
+fn pod(node: &Node, name: &str) -> Option<Value> {
+    let out = node.outpost(&["get", "pod", name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("pod json"))
+}
+
+fn wait_for<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let pods = node.outpost(&["get", "pods", "-o", "wide"]);
+            let events = node.outpost(&["get", "events", "--sort-by=.lastTimestamp"]);
+            panic!(
+                "timed out waiting for {what}\n{}\nevents:\n{}",
+                String::from_utf8_lossy(&pods.stdout),
+                String::from_utf8_lossy(&events.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pod's IP once it runs.
+fn pod_ip(node: &Node, name: &str) -> String {
+    wait_for(node, &format!("{name} running with an IP"), || {
+        let p = pod(node, name)?;
+        let ip = p["status"]["podIP"].as_str()?.to_owned();
+        (p["status"]["phase"] == "Running" && !ip.is_empty()).then_some(ip)
+    })
+}
+
+/// `ip -o link` names in the test host.
+fn links(node: &Node) -> Vec<String> {
+    let out = node
+        .host
+        .command("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .collect()
+}
+
+fn fetch(node: &Node, from: &str, url: &str) -> String {
+    node.ok(&["exec", from, "--", "wget", "-qO-", url])
+}
+
+#[test]
+fn pods_get_addresses_reach_each_other_and_leave_nothing_behind() {
+    let (node, manifests) = node();
+    std::fs::write(manifests.join("a.yaml"), web("alpha")).expect("write");
+    std::fs::write(manifests.join("b.yaml"), web("beta")).expect("write");
+    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let (a, b) = (pod_ip(&node, "alpha"), pod_ip(&node, "beta"));
+    assert_ne!(a, b);
+    for ip in [&a, &b] {
+        assert!(
+            ip.starts_with("10.42.0."),
+            "{ip} is not in the node's pod range"
+        );
+    }
+    let wide = node.ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.lines()
+            .any(|l| l.starts_with("alpha ") && l.contains(&a)),
+        "{wide}"
+    );
+
+    // The bridge and one veth per pod, in the test host only.
+    let host_links = links(&node);
+    assert!(host_links.iter().any(|l| l == "outpost0"), "{host_links:?}");
+    assert_eq!(
+        host_links.iter().filter(|l| l.starts_with("veth")).count(),
+        2,
+        "{host_links:?}"
+    );
+    let inside = node.ok(&[
+        "exec", "alpha", "--", "ip", "-o", "-4", "addr", "show", "eth0",
+    ]);
+    assert!(inside.contains(&format!("{a}/24")), "{inside}");
+    let route = node.ok(&["exec", "alpha", "--", "ip", "route"]);
+    assert!(route.contains("default via 10.42.0.1"), "{route}");
+    // The kubelet's files: the cluster DNS server and search path, the pod's own name.
+    let resolv = node.ok(&["exec", "alpha", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.43.0.10\n"), "{resolv}");
+    assert!(
+        resolv.starts_with("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let hosts = node.ok(&["exec", "alpha", "--", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{a}\talpha\n")), "{hosts}");
+    assert_eq!(node.ok(&["exec", "alpha", "--", "hostname"]), "alpha\n");
+
+    // Pod to pod by IP, both ways, and the host to a pod.
+    assert_eq!(
+        fetch(&node, "alpha", &format!("http://{b}:8080/")),
+        "beta\n"
+    );
+    assert_eq!(
+        fetch(&node, "beta", &format!("http://{a}:8080/")),
+        "alpha\n"
+    );
+    let from_host = node
+        .host
+        .command("busybox")
+        .args(["wget", "-qO-", &format!("http://{a}:8080/")])
+        .output()
+        .expect("wget from the host");
+    assert_eq!(String::from_utf8_lossy(&from_host.stdout), "alpha\n");
+
+    // SIGKILL and a new agent: same addresses, still reachable, nothing doubled.
+    agent.sigkill();
+    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    assert_eq!(pod_ip(&node, "alpha"), a);
+    assert_eq!(pod_ip(&node, "beta"), b);
+    assert_eq!(
+        fetch(&node, "alpha", &format!("http://{b}:8080/")),
+        "beta\n"
+    );
+    assert_eq!(
+        links(&node),
+        host_links,
+        "links changed across the agent restart"
+    );
+
+    // A deleted pod takes its veth, namespace and address with it.
+    let uid = pod(&node, "beta").expect("beta")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    std::fs::remove_file(manifests.join("b.yaml")).expect("remove");
+    wait_for(&node, "beta gone", || {
+        pod(&node, "beta").is_none().then_some(())
+    });
+    let after = links(&node);
+    assert_eq!(
+        after.iter().filter(|l| l.starts_with("veth")).count(),
+        1,
+        "{after:?}"
+    );
+    assert!(
+        !node.run_dir().join("pods").join(&uid).exists(),
+        "beta's sandbox dir is left"
+    );
+    // The released address is not handed out again at once.
+    std::fs::write(manifests.join("c.yaml"), web("gamma")).expect("write");
+    let c = pod_ip(&node, "gamma");
+    assert_ne!(c, b, "a released address was reused at once");
+}
