@@ -140,6 +140,17 @@ fn wait_for<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Waits until the agent has read its source and publishes `kind name`
+/// (READY comes before the first bundle is read).
+fn published(node: &Node, kind: &str, name: &str) {
+    wait_for(node, &format!("{kind} {name} published"), || {
+        node.outpost(&["get", kind, name])
+            .status
+            .success()
+            .then_some(())
+    });
+}
+
 /// The image of the Deployment's pods, each pod's.
 fn pod_images(node: &Node) -> Vec<String> {
     items(node, "pods")
@@ -213,6 +224,7 @@ fn a_deployment_rolls_forward_stalls_and_rolls_back() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), web(3, 0)).expect("write manifest");
     let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    published(&node, "deploy", "web");
 
     let status = node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     assert!(
@@ -401,6 +413,7 @@ fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), web(3, 2)).expect("write manifest");
     let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    published(&node, "deploy", "web");
     node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
 
     assert_eq!(

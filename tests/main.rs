@@ -12,4 +12,5 @@ mod harness_smoke;
 mod images;
 mod network;
 mod pods;
+mod services;
 mod sources;

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::Args;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, Service};
 use outpost_runtime::container::Runtime;
 use outpost_runtime::image::store::{GcPolicy, InUse, Store};
 use outpost_systemd::{notify, Notify};
@@ -88,6 +88,9 @@ pub struct AgentArgs {
     /// This node's pod addresses [default: the first /24 of --pod-cidr].
     #[arg(long, value_parser = parse_cidr)]
     pub node_pod_cidr: Option<(std::net::Ipv4Addr, u8)>,
+    /// The range ClusterIPs are allocated from; nothing in it ever leaves the node.
+    #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
+    pub service_cidr: (std::net::Ipv4Addr, u8),
     /// The cluster DNS server pods' resolv.conf names (dnsPolicy ClusterFirst); "" for none.
     #[arg(long, default_value = "10.43.0.10")]
     pub cluster_dns: String,
@@ -206,6 +209,40 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             &problem,
         );
     }
+    let svc_config = crate::services::AllocConfig::new(
+        args.service_cidr,
+        args.cluster_dns.parse().ok(),
+        crate::services::NODE_PORT_RANGE,
+    )
+    .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let (svc_store, svc_allocations, problem) = crate::services::Store::load(&dirs.state_dir);
+    if let Some(problem) = problem {
+        tracing::error!("{problem}");
+        events.record(
+            &Involved::node(&node_name),
+            EventType::Warning,
+            "ServiceStateLost",
+            &problem,
+        );
+    }
+    let proxy = outpost_net::proxy::Proxy::open(
+        outpost_net::proxy::ProxyConfig {
+            table: PROXY_TABLE.into(),
+            service_cidr: svc_config.service_cidr(),
+            pod_cidr: args.pod_cidr,
+            bridge: outpost_net::bridge::DEFAULT_NAME.into(),
+            node_ips: Vec::new(),
+        },
+        None,
+    )
+    .context("open the service proxy")?;
+    let proxy = spawn_proxy(proxy, events.clone(), node_name.clone());
+    let node_ips: Vec<std::net::Ipv4Addr> = args
+        .node_ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .into_iter()
+        .collect();
     let mut pod_changes = state.subscribe();
     let mut sync = Sync {
         state: state.clone(),
@@ -217,6 +254,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         records,
         published: HashSet::new(),
         controller_pods: Vec::new(),
+        services: ServiceSync {
+            config: svc_config,
+            store: svc_store,
+            allocations: svc_allocations,
+            node_ips,
+            published: HashSet::new(),
+            proxy,
+            sent: None,
+        },
     };
     let mut wake = sync.apply(&desired, &mut manager);
     manager.clean_orphans().await;
@@ -310,7 +356,28 @@ struct Sync {
     published: HashSet<ObjectKey>,
     /// The pods of the last records persisted.
     controller_pods: Vec<Pod>,
+    services: ServiceSync,
 }
+
+/// Services: addresses allocated and persisted, EndpointSlices published,
+/// the proxy fed.
+struct ServiceSync {
+    config: crate::services::AllocConfig,
+    store: crate::services::Store,
+    allocations: crate::services::Allocations,
+    node_ips: Vec<std::net::Ipv4Addr>,
+    /// Services and EndpointSlices published.
+    published: HashSet<ObjectKey>,
+    proxy: std::sync::mpsc::Sender<ProxyInput>,
+    /// What the proxy was last given.
+    sent: Option<ProxyInput>,
+}
+
+/// What the proxy serves: services with their ready endpoints, and hostPorts.
+type ProxyInput = (
+    Vec<outpost_net::proxy::Service>,
+    Vec<outpost_net::proxy::HostPort>,
+);
 
 impl Sync {
     /// Publishes the desired state, runs the controllers and hands every pod
@@ -338,6 +405,7 @@ impl Sync {
         let mut deployments: Vec<(&Deployment, &str)> = Vec::new();
         let mut jobs: Vec<(&Job, &str)> = Vec::new();
         let mut daemon_sets: Vec<(&DaemonSet, &str)> = Vec::new();
+        let mut services: Vec<(&Service, &str)> = Vec::new();
         for (key, (source, object)) in &merged {
             owners.insert(key.clone(), source.as_str());
             match object {
@@ -345,6 +413,7 @@ impl Sync {
                 Object::Deployment(d) => deployments.push((d, source)),
                 Object::Job(j) => jobs.push((j, source)),
                 Object::DaemonSet(d) => daemon_sets.push((d, source)),
+                Object::Service(svc) => services.push((svc, source)),
                 Object::Unsupported(u) => {
                     let message = format!(
                         "{key}: kind {} ({}) is not supported by outpost yet; kept, not run",
@@ -447,7 +516,81 @@ impl Sync {
             admitted.insert(uid, pod);
         }
         manager.sync(admitted);
+        self.sync_services(&services);
         wake
+    }
+
+    /// Allocates addresses, publishes Services and their EndpointSlices from
+    /// the pods as published, and hands the ready endpoints to the proxy.
+    fn sync_services(&mut self, services: &[(&Service, &str)]) {
+        use crate::services::{endpoint_slices, host_ports, proxy_service, published};
+        let svc = &mut self.services;
+        let declared: Vec<&Service> = services.iter().map(|(s, _)| *s).collect();
+        let mut allocations = svc.allocations.clone();
+        let (assigned, problems) = allocations.sync(&svc.config, &declared);
+        if let Err(e) = svc.store.save(&allocations) {
+            // Addresses handed out but not on disk could move after a crash.
+            let message = format!(
+                "cannot save service allocations ({e}); Services stay as they are until it can be written"
+            );
+            tracing::error!("{message}");
+            self.events.record(
+                &Involved::node(&self.node.name),
+                EventType::Warning,
+                "FailedPersist",
+                &message,
+            );
+            return;
+        }
+        svc.allocations = allocations;
+        for p in &problems {
+            let key = ObjectKey::namespaced("Service", &p.service.namespace, &p.service.name);
+            let message = format!("{}: {}", p.field, p.message);
+            self.events.record(
+                &Involved::object(&key),
+                EventType::Warning,
+                "FailedAllocation",
+                &message,
+            );
+        }
+        let (pod_json, _) = self.state.list("Pod", None);
+        let pods: Vec<Pod> = pod_json
+            .into_iter()
+            .filter_map(|p| serde_json::from_value(p).ok())
+            .collect();
+        let mut keys = HashSet::new();
+        let mut proxied = Vec::new();
+        for (service, source) in services {
+            let id = crate::services::ServiceKey::of(service);
+            let Some(a) = assigned.get(&id) else {
+                continue;
+            };
+            let mut object = serde_json::to_value(published(service, a, &svc.node_ips))
+                .unwrap_or_else(|_| json!({}));
+            object["metadata"]["annotations"][SOURCE_ANNOTATION] = json!(source);
+            let key = ObjectKey::namespaced("Service", &id.namespace, &id.name);
+            self.state.upsert(key.clone(), object);
+            keys.insert(key);
+            for slice in endpoint_slices(service, a, &pods) {
+                let name = slice.metadata.name.clone().unwrap_or_default();
+                let key = ObjectKey::namespaced("EndpointSlice", &id.namespace, &name);
+                let mut object = serde_json::to_value(&slice).unwrap_or_else(|_| json!({}));
+                object["apiVersion"] = json!("discovery.k8s.io/v1");
+                object["kind"] = json!("EndpointSlice");
+                self.state.upsert(key.clone(), object);
+                keys.insert(key);
+            }
+            proxied.extend(proxy_service(service, a, &pods));
+        }
+        for key in svc.published.difference(&keys) {
+            self.state.delete(key);
+        }
+        svc.published = keys;
+        let input = (proxied, host_ports(&pods));
+        if svc.sent.as_ref() != Some(&input) {
+            let _ = svc.proxy.send(input.clone());
+            svc.sent = Some(input);
+        }
     }
 
     /// Runs the controllers on the pods as published; persists their records
@@ -542,6 +685,68 @@ impl Sync {
     }
 }
 
+/// The nftables table (family ip) the service proxy owns.
+pub const PROXY_TABLE: &str = "outpost";
+
+/// Runs the proxy on its own thread (a sync blocks on netlink for about a
+/// millisecond): the newest input wins; a refused sync is retried.
+fn spawn_proxy(
+    mut proxy: outpost_net::proxy::Proxy,
+    events: Recorder,
+    node: String,
+) -> std::sync::mpsc::Sender<ProxyInput> {
+    let (tx, rx) = std::sync::mpsc::channel::<ProxyInput>();
+    std::thread::spawn(move || {
+        let mut pending: Option<ProxyInput> = None;
+        loop {
+            let next = match &pending {
+                // Retry a refused sync in a second unless newer input comes.
+                Some(_) => match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(input) => Some(input),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(input) => Some(input),
+                    Err(_) => return,
+                },
+            };
+            if let Some(input) = next {
+                pending = Some(input);
+            }
+            while let Ok(newer) = rx.try_recv() {
+                pending = Some(newer);
+            }
+            let Some((services, host_ports)) = &pending else {
+                continue;
+            };
+            match proxy.sync(services, host_ports) {
+                Ok(stats) => {
+                    tracing::debug!(?stats, "service proxy synced");
+                    for c in &stats.conflicts {
+                        tracing::warn!("service proxy: {c:?}");
+                    }
+                    pending = None;
+                }
+                Err(e) => {
+                    let message = format!(
+                        "service proxy: {}; retrying",
+                        crate::pods::worker::chain(&e)
+                    );
+                    tracing::error!("{message}");
+                    events.record(
+                        &Involved::node(&node),
+                        EventType::Warning,
+                        "FailedSync",
+                        &message,
+                    );
+                }
+            }
+        }
+    });
+    tx
+}
+
 /// `10.42.0.0/16`.
 fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
     let (ip, len) = s
@@ -588,22 +793,30 @@ async fn pod_network(
     let range =
         PodRange::new(net, len).map_err(|e| anyhow::anyhow!("pod range {net}/{len}: {e}"))?;
     let path = run_dir.join("ipam.json");
-    let ipam = match Ipam::open(&path, range.clone(), DEFAULT_QUARANTINE) {
+    let ipam = match Ipam::open(&path, range, DEFAULT_QUARANTINE) {
         Ok(ipam) => ipam,
         Err(e) => {
             // Running pods get addresses again when their workers attach them.
             tracing::error!("{}; starting it afresh", crate::pods::worker::chain(&e));
-            Ipam::rebuild(&path, range.clone(), DEFAULT_QUARANTINE, &[])?
+            Ipam::rebuild(&path, range, DEFAULT_QUARANTINE, &[])?
         }
     };
     let mut bridge = outpost_net::bridge::BridgeConfig::new(range.gateway(), len);
     bridge.mtu = args.mtu;
     let host = outpost_net::host::Host::open(None).context("open netlink")?;
     let network = outpost_net::pod::PodNetwork::new(host, bridge, ipam)?;
-    network
+    let bridge = network
         .ensure_bridge()
         .await
         .context("set up the pod bridge")?;
+    outpost_net::bridge::ensure_service_route(
+        network.host(),
+        &bridge,
+        &network.bridge_config().name,
+        args.service_cidr,
+    )
+    .await
+    .context("route the service range")?;
     Ok(Arc::new(network))
 }
 

@@ -13,5 +13,6 @@ pub mod manifest;
 pub mod paths;
 pub mod pods;
 pub mod quantity;
+pub mod services;
 pub mod source;
 pub mod state;

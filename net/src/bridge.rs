@@ -59,6 +59,48 @@ pub struct Bridge {
     pub fixed: Vec<String>,
 }
 
+/// Deletes the bridge `name` (uninstall, `outpost killall`): its routes go
+/// with it. A bridge already gone is fine; returns whether one was removed.
+pub async fn remove(host: &Host, name: &str) -> Result<bool, BridgeError> {
+    match host.link(name).await? {
+        Some(link) if link.kind == Some(InfoKind::Bridge) => Ok(host.del_link(&link).await?),
+        Some(_) => Err(BridgeError::NotABridge {
+            name: name.to_string(),
+        }),
+        None => Ok(false),
+    }
+}
+
+/// Routes the service range onto the bridge (`<cidr> dev <bridge>`), so the
+/// node reaches ClusterIPs with no default route at all (an offline site):
+/// the packet needs a route to leave, and the proxy's DNAT rewrites it on the
+/// way. Idempotent (the route is replaced in place).
+pub async fn ensure_service_route(
+    host: &Host,
+    bridge: &Bridge,
+    bridge_name: &str,
+    cidr: (Ipv4Addr, u8),
+) -> Result<(), BridgeError> {
+    let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.0, cidr.1)
+        .output_interface(bridge.index)
+        .scope(rtnetlink::packet_route::route::RouteScope::Link)
+        .build();
+    host.handle()
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(|source| {
+            BridgeError::Host(HostError::RouteAdd {
+                route: format!("{}/{} dev {bridge_name}", cidr.0, cidr.1),
+                netns: host.label(),
+                source: Box::new(source),
+            })
+        })
+}
+
 /// Makes the bridge exist, up, with `config`'s MTU, its gateway address as
 /// its only IPv4 address and `nf_call_iptables` on (so the service proxy's
 /// rules see pod-to-pod traffic, hairpin included), and turns IPv4

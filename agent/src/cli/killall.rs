@@ -19,6 +19,7 @@ pub async fn run(dirs: NodeDirs) -> anyhow::Result<ExitCode> {
         );
     }
     let runtime = dirs.runtime()?;
+    let ipam = dirs.run_dir.join("ipam.json");
     let (containers, pods) =
         tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
             let mut containers = 0;
@@ -52,6 +53,30 @@ pub async fn run(dirs: NodeDirs) -> anyhow::Result<ExitCode> {
         })
         .await
         .context("killall task")??;
-    println!("removed {containers} containers and {pods} pod sandboxes");
+    // The pod network and the service proxy: the bridge (the pods' veths went
+    // with their namespaces), the IPAM state, the nftables table.
+    let host = outpost_net::host::Host::open(None).context("open netlink")?;
+    let bridge = outpost_net::bridge::remove(&host, outpost_net::bridge::DEFAULT_NAME)
+        .await
+        .context("remove the pod bridge")?;
+    match std::fs::remove_file(&ipam) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::Error::new(e).context("remove the IPAM state")),
+    }
+    let table = crate::agent::PROXY_TABLE;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use outpost_net::proxy::Tables;
+        let mut tables = outpost_net::proxy::NetlinkTables::open(table, None)?;
+        tables.commit(&outpost_net::proxy::plan::remove(table))?;
+        Ok(())
+    })
+    .await
+    .context("killall task")?
+    .context("remove the service proxy's nftables table")?;
+    println!(
+        "removed {containers} containers and {pods} pod sandboxes{}, and the service proxy table",
+        if bridge { ", the pod bridge" } else { "" }
+    );
     Ok(ExitCode::SUCCESS)
 }

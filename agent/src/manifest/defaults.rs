@@ -11,8 +11,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Container, HTTPGetAction, LifecycleHandler, LimitRange, Pod, PodSpec, PodTemplateSpec, Probe,
-    Secret,
+    ClientIPConfig, Container, HTTPGetAction, LifecycleHandler, LimitRange, Pod, PodSpec,
+    PodTemplateSpec, Probe, Secret, Service, ServiceSpec, SessionAffinityConfig,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -46,6 +46,10 @@ pub(super) fn apply(object: &mut Object) {
             namespace(&mut quota.metadata);
             quota.status = None;
         }
+        Object::Service(svc) => {
+            namespace(&mut svc.metadata);
+            service(svc);
+        }
         Object::Deployment(d) => {
             namespace(&mut d.metadata);
             deployment(d);
@@ -60,6 +64,80 @@ pub(super) fn apply(object: &mut Object) {
         }
         // Its namespace was defaulted when it was read.
         Object::Unsupported(_) => {}
+    }
+}
+
+/// SetDefaults_Service, and what the service registry fills in on create
+/// (`clusterIPs` from `clusterIP`, the IP families) on a single-stack IPv4
+/// cluster. The ClusterIP and NodePorts themselves are allocated later, by
+/// the agent (`services::alloc`).
+fn service(svc: &mut Service) {
+    svc.status = None;
+    let spec = svc.spec.get_or_insert_with(ServiceSpec::default);
+    or_default(&mut spec.session_affinity, "None");
+    match spec.session_affinity.as_deref() {
+        Some("None") => spec.session_affinity_config = None,
+        Some("ClientIP") => {
+            let timeout = spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds);
+            if timeout.is_none() {
+                spec.session_affinity_config = Some(SessionAffinityConfig {
+                    client_ip: Some(ClientIPConfig {
+                        timeout_seconds: Some(10800),
+                    }),
+                });
+            }
+        }
+        _ => {}
+    }
+    or_default(&mut spec.type_, "ClusterIP");
+    for port in spec.ports.iter_mut().flatten() {
+        or_default(&mut port.protocol, "TCP");
+        let unset = match &port.target_port {
+            None => true,
+            Some(IntOrString::Int(n)) => *n == 0,
+            Some(IntOrString::String(s)) => s.is_empty(),
+        };
+        if unset {
+            port.target_port = Some(IntOrString::Int(port.port));
+        }
+    }
+    let kind = spec.type_.clone().unwrap_or_default();
+    let external_ips = spec
+        .external_ips
+        .as_ref()
+        .is_some_and(|ips| !ips.is_empty());
+    let externally_accessible =
+        kind == "NodePort" || kind == "LoadBalancer" || (kind == "ClusterIP" && external_ips);
+    if externally_accessible {
+        or_default(&mut spec.external_traffic_policy, "Cluster");
+    }
+    if matches!(kind.as_str(), "ClusterIP" | "NodePort" | "LoadBalancer") {
+        or_default(&mut spec.internal_traffic_policy, "Cluster");
+    }
+    if kind == "LoadBalancer" {
+        spec.allocate_load_balancer_node_ports.get_or_insert(true);
+    }
+    let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
+    if !cluster_ip.is_empty() && spec.cluster_ips.as_ref().is_none_or(|ips| ips.is_empty()) {
+        spec.cluster_ips = Some(vec![cluster_ip.clone()]);
+    }
+    if kind != "ExternalName" {
+        if spec.ip_families.as_ref().is_none_or(|f| f.is_empty()) {
+            spec.ip_families = Some(vec!["IPv4".to_owned()]);
+        }
+        // Headless services without a selector take every family the
+        // cluster has (their endpoints are written by hand).
+        let selectorless = spec.selector.as_ref().is_none_or(|s| s.is_empty());
+        let policy = if cluster_ip == "None" && selectorless {
+            "RequireDualStack"
+        } else {
+            "SingleStack"
+        };
+        or_default(&mut spec.ip_family_policy, policy);
     }
 }
 

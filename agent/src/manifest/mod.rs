@@ -29,7 +29,9 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret, Service,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
@@ -59,6 +61,7 @@ pub enum Object {
     Secret(Box<Secret>),
     LimitRange(Box<LimitRange>),
     ResourceQuota(Box<ResourceQuota>),
+    Service(Box<Service>),
     Deployment(Box<Deployment>),
     Job(Box<Job>),
     DaemonSet(Box<DaemonSet>),
@@ -151,6 +154,7 @@ macro_rules! for_object {
             Object::Secret($o) => $typed,
             Object::LimitRange($o) => $typed,
             Object::ResourceQuota($o) => $typed,
+            Object::Service($o) => $typed,
             Object::Deployment($o) => $typed,
             Object::Job($o) => $typed,
             Object::DaemonSet($o) => $typed,
@@ -267,9 +271,8 @@ pub fn selector_matches(
 const DEFAULT_NAMESPACE: &str = "default";
 
 /// The kinds outpost runs, one row each, by apiVersion and kind. A new kind
-/// (Service comes next) is a variant
-/// of [`Object`] and of `for_object!`, a row here, and its arms in
-/// `defaults::apply` and `validate::object`. Without a row a kind is
+/// is a variant of [`Object`] and of `for_object!`, a row here, and its arms
+/// in `defaults::apply` and `validate::object`. Without a row a kind is
 /// [`Object::Unsupported`].
 fn decode_known(api_version: &str, kind: &str, value: &Value) -> Option<Decoded> {
     Some(match (api_version, kind) {
@@ -279,6 +282,7 @@ fn decode_known(api_version: &str, kind: &str, value: &Value) -> Option<Decoded>
         ("v1", "Secret") => typed(value, Object::Secret),
         ("v1", "LimitRange") => typed(value, Object::LimitRange),
         ("v1", "ResourceQuota") => typed(value, Object::ResourceQuota),
+        ("v1", "Service") => typed(value, Object::Service),
         ("apps/v1", "Deployment") => typed(value, Object::Deployment),
         ("batch/v1", "Job") => typed(value, Object::Job),
         ("apps/v1", "DaemonSet") => typed(value, Object::DaemonSet),

@@ -839,6 +839,170 @@ fn limit_ranges_and_quotas() {
     );
 }
 
+/// A Service `web` whose spec is the flow-style map `spec`.
+fn service(spec: &str) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{{spec}}}\n")
+}
+
+const SERVICE: &str = "m.yaml (document 1): Service default/web: ";
+
+#[test]
+fn services() {
+    // The API server's defaults, and what its registry fills in on create.
+    assert_eq!(
+        decoded(&service("selector: {app: web}, ports: [{port: 80}]")),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "type": "ClusterIP",
+                "selector": {"app": "web"},
+                "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}],
+                "sessionAffinity": "None",
+                "internalTrafficPolicy": "Cluster",
+                "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack"
+            }
+        })
+    );
+    assert_eq!(
+        decoded(&service("type: NodePort, selector: {app: web}, sessionAffinity: ClientIP, clusterIP: 10.43.0.20, ports: [{name: dns, port: 53, protocol: UDP, targetPort: dns, nodePort: 30053}]"))["spec"],
+        json!({
+            "type": "NodePort",
+            "selector": {"app": "web"},
+            "clusterIP": "10.43.0.20",
+            "clusterIPs": ["10.43.0.20"],
+            "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns", "nodePort": 30053}],
+            "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}},
+            "externalTrafficPolicy": "Cluster",
+            "internalTrafficPolicy": "Cluster",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack"
+        })
+    );
+    let lb = decoded(&service(
+        "type: LoadBalancer, ports: [{port: 443, targetPort: 0}]",
+    ));
+    assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
+    assert_eq!(lb["spec"]["externalTrafficPolicy"], "Cluster");
+    assert_eq!(lb["spec"]["ports"][0]["targetPort"], 443);
+    // Headless without a selector takes every family the cluster has.
+    let headless = decoded(&service("clusterIP: None"));
+    assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+    assert_eq!(headless["spec"]["ipFamilyPolicy"], "RequireDualStack");
+    assert_eq!(
+        decoded(&service(
+            "type: ExternalName, externalName: db.example.com."
+        ))["spec"],
+        json!({"type": "ExternalName", "externalName": "db.example.com.", "sessionAffinity": "None"})
+    );
+    // Status is observed, never desired.
+    assert_eq!(
+        decoded("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 1.2.3.4}]}}\n").get("status"),
+        None
+    );
+    check(
+        &service("type: LoadBalancer, ports: [{port: 80}], externalTrafficPolicy: Local"),
+        "m.yaml (document 1): Service default/web",
+    );
+
+    let label = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+    let subdomain = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    check_all(
+        SERVICE,
+        &[
+            (service("selector: {app: web}"), &["spec.ports: required value"]),
+            (service("ports: [{port: 80}, {port: 80}]"), &[
+                "spec.ports[0].name: required value",
+                "spec.ports[1].name: required value",
+                "spec.ports[1]: duplicate value: \"80/TCP\"",
+            ]),
+            (service("ports: [{name: Web, port: 0, protocol: SCTP}, {name: b, port: 81, protocol: tcp, targetPort: Http}, {name: b, port: 82, targetPort: 70000, appProtocol: 'a b'}]"), &[
+                &format!("spec.ports[0].name: invalid value: \"Web\": {label}"),
+                "spec.ports[0].port: invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.ports[0].protocol: SCTP is not supported by outpost: use TCP or UDP",
+                "spec.ports[0].targetPort: invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.ports[1].protocol: unsupported value: \"tcp\": supported values: \"TCP\", \"UDP\"",
+                "spec.ports[1].targetPort: invalid value: \"Http\": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                "spec.ports[2].name: duplicate value: \"b\"",
+                "spec.ports[2].targetPort: invalid value: 70000: must be between 1 and 65535, inclusive",
+                "spec.ports[2].appProtocol: invalid value: \"a b\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            ]),
+            (service("type: Cluster, ports: [{port: 80}]"), &[
+                "spec.type: unsupported value: \"Cluster\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+            ]),
+            (service("ports: [{port: 80, nodePort: 30080}]"), &[
+                "spec.ports[0].nodePort: forbidden: may not be used when `type` is 'ClusterIP'",
+            ]),
+            (service("type: NodePort, ports: [{name: a, port: 80, nodePort: 80}, {name: b, port: 81, nodePort: 30080}, {name: c, port: 82, nodePort: 30080}, {name: d, port: 83, protocol: UDP, nodePort: 30080}]"), &[
+                "spec.ports[0].nodePort: invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767",
+                "spec.ports[2].nodePort: duplicate value: 30080",
+            ]),
+            (service("type: NodePort, clusterIP: None, ports: [{port: 80}]"), &[
+                "spec.clusterIP: invalid value: \"None\": may not be set to 'None' for NodePort services",
+            ]),
+            (service("clusterIP: 10.43.0.300, ports: [{port: 80}]"), &[
+                "spec.clusterIP: invalid value: \"10.43.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ]),
+            (service("clusterIP: 'fd00::1', ports: [{port: 80}]"), &[
+                "spec.clusterIP: \"fd00::1\": IPv6 is not supported by outpost: give an IPv4 address, or leave clusterIP empty to have one allocated",
+            ]),
+            (service("clusterIP: 10.43.0.5, clusterIPs: [10.43.0.6], ports: [{port: 80}]"), &[
+                "spec.clusterIPs: invalid value: \"10.43.0.6\": first value must match `clusterIP`",
+            ]),
+            (service("clusterIPs: [10.43.0.5, 'fd00::5'], ports: [{port: 80}]"), &[
+                "spec.clusterIPs: invalid value: \"10.43.0.5,fd00::5\": must be empty when `clusterIP` is not specified",
+                "spec.clusterIPs: dual-stack services are not supported by outpost: give one IPv4 address",
+            ]),
+            (service("ipFamilies: [IPv6, IPv4, IPv4], ipFamilyPolicy: RequireDualStack, ports: [{port: 80}]"), &[
+                "spec.ipFamilies[0]: IPv6 is not supported by outpost: services are IPv4 only",
+                "spec.ipFamilies[2]: duplicate value: \"IPv4\"",
+                "spec.ipFamilyPolicy: invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services",
+            ]),
+            (service("type: ExternalName"), &["spec.externalName: required value"]),
+            (service("type: ExternalName, externalName: Bad_Name., clusterIP: 10.43.0.5, ipFamilyPolicy: SingleStack, externalTrafficPolicy: Local"), &[
+                "spec.clusterIPs: forbidden: may not be set for ExternalName services",
+                "spec.ipFamilyPolicy: forbidden: may not be set for ExternalName services",
+                &format!("spec.externalName: invalid value: \"Bad_Name\": {subdomain}"),
+                "spec.externalTrafficPolicy: invalid value: \"Local\": may only be set for externally-accessible services",
+            ]),
+            (service("ports: [{port: 80}], sessionAffinity: Sticky"), &[
+                "spec.sessionAffinity: unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
+            ]),
+            (service("ports: [{port: 80}], sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 86401}}"), &[
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds: invalid value: 86401: must be greater than 0 and less than 86400",
+            ]),
+            (service("ports: [{port: 80}], selector: {app: -web, 'a b': x}"), &[
+                "spec.selector: invalid value: \"a b\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+                "spec.selector: invalid value: \"-web\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            ]),
+            (service("type: LoadBalancer, ports: [{port: 80}], externalIPs: [192.168.1.50], loadBalancerSourceRanges: [10.0.0.0/8], loadBalancerIP: 192.168.1.50"), &[
+                "spec.externalIPs: externalIPs are not supported by outpost: use a NodePort or LoadBalancer service, reachable on the node's addresses",
+                "spec.loadBalancerSourceRanges: loadBalancerSourceRanges is not supported by outpost: a LoadBalancer service is reachable from anywhere on the node's addresses",
+                "spec.loadBalancerIP: loadBalancerIP is not supported by outpost: a LoadBalancer service gets the node's addresses",
+            ]),
+            (service("ports: [{port: 80}], externalTrafficPolicy: Local, internalTrafficPolicy: Node, healthCheckNodePort: 30500"), &[
+                "spec.externalTrafficPolicy: invalid value: \"Local\": may only be set for externally-accessible services",
+                "spec.healthCheckNodePort: invalid value: 30500: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+                "spec.internalTrafficPolicy: unsupported value: \"Node\": supported values: \"Cluster\", \"Local\"",
+            ]),
+        ],
+    );
+    // Service names are DNS-1035 labels: they become DNS names and variables.
+    check(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: 1web, labels: {'-x': y}}\nspec: {ports: [{port: 80}]}\n",
+        "
+m.yaml (document 1): Service default/1web: metadata.name: invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')
+m.yaml (document 1): Service default/1web: metadata.labels: invalid value: \"-x\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+    );
+    check(
+        "apiVersion: v1\nkind: Service\nmetadata: {}\nspec: {clusterIP: None}\n",
+        "m.yaml (document 1): metadata.name: required value: name or generateName is required",
+    );
+}
+
 #[test]
 fn problems_in_several_files() {
     check_files(

@@ -968,8 +968,8 @@ mod tests {
             "namespace-prod.yaml",
         );
         check(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec: {}\n",
-            "deployment-default-web.yaml",
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec: {}\n",
+            "statefulset-default-web.yaml",
         );
     }
 

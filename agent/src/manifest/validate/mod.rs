@@ -5,6 +5,7 @@
 
 pub(super) mod names;
 mod pod;
+mod service;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ pub(super) fn object(object: &Object) -> Vec<FieldError> {
         Object::Secret(s) => secret(&mut e, s),
         Object::LimitRange(lr) => limit_range(&mut e, lr),
         Object::ResourceQuota(q) => resource_quota(&mut e, q),
+        Object::Service(s) => service::service(&mut e, s),
         Object::Deployment(d) => workload::deployment(&mut e, d),
         Object::Job(j) => workload::job(&mut e, j),
         Object::DaemonSet(ds) => workload::daemon_set(&mut e, ds),
