@@ -48,6 +48,17 @@ spec:
   ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
 ---
 apiVersion: v1
+kind: Pod
+metadata: {name: hp}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: example.com/test/busybox:1
+    command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+    ports: [{containerPort: 8080, hostPort: 8088}]
+---
+apiVersion: v1
 kind: Service
 metadata: {name: nobody}
 spec:
@@ -210,6 +221,10 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
         answers(|| from_host(&node, "http://10.42.0.1:30080/"), 20),
         expected
     );
+
+    // A container hostPort answers on the node's addresses.
+    wait_for(&node, "the hostPort pod", || from_host(&node, "http://10.42.0.1:8088/").ok());
+    assert_eq!(from_host(&node, "http://10.42.0.1:8088/").expect("hostPort"), "hp\n");
 
     // Hairpin: a pod reaches itself through its own Service.
     let mut itself = false;
