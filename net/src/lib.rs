@@ -1,6 +1,6 @@
-//! Pod networking for outpost, all through netlink. Today: network namespaces
-//! pinned by a bind mount, with loopback up (a pod's sandbox network). The
-//! bridge, IPAM, veths, NAT and the service proxy come with the networking issue.
+//! Pod networking for outpost, all through netlink: pinned network
+//! namespaces, the pod bridge, IPAM, a veth per pod, and the service proxy
+//! (with egress masquerade) in nftables. Knows nothing about Kubernetes.
 #![forbid(unsafe_code)]
 
 pub mod bridge;
