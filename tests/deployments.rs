@@ -581,3 +581,44 @@ fn jobs_complete_or_stop_at_their_backoff_limit_and_a_daemon_set_runs_here() {
     });
     assert!(items(&node, "jobs").is_empty());
 }
+
+#[test]
+fn workload_verbs_refuse_objects_of_a_remote_source() {
+    let (node, manifests) = node();
+    let www = node.dir().join("www");
+    std::fs::create_dir(&www).expect("www");
+    let remote = web(1, 0).replace("name: web\n  labels", "name: remote\n  labels");
+    std::fs::write(www.join("bundle.yaml"), remote).expect("write");
+    let upstream = crate::harness::Upstream::start(&node, &www);
+    let url = format!("http://{}/bundle.yaml", upstream.addr());
+    let _agent = node.spawn_agent(&[
+        "--source",
+        &source(&manifests),
+        "--source",
+        &url,
+        "--allow-http-source",
+    ]);
+    published(&node, "deploy", "remote");
+    for args in [
+        &["scale", "deployment/remote", "--replicas=3"][..],
+        &["set", "image", "deployment/remote", "web=example.com/test/web:2"],
+        &["rollout", "pause", "deployment/remote"],
+        &["rollout", "restart", "deployment/remote"],
+    ] {
+        let err = node.fails(args);
+        assert!(
+            err.contains(&format!(
+                "deployments \"remote\" in namespace \"default\" is owned by {url}; change it there"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    let deploy = json(&node, &["get", "deploy", "remote", "-o", "json"]);
+    assert_eq!(deploy["spec"]["replicas"], 1, "nothing changed");
+    assert!(
+        std::fs::read_dir(&manifests).expect("dir").next().is_none(),
+        "nothing written to the local source"
+    );
+    let err = node.fails(&["scale", "deployment/missing", "--replicas=3"]);
+    assert!(err.contains("deployments \"missing\" in namespace \"default\" not found"), "{err}");
+}
