@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -119,25 +119,8 @@ fn ready(pod: &Value) -> bool {
 }
 
 /// Polls until `f` gives a value (90 s at most), panicking with `what` and the node's state.
-fn wait_for<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let state = node.outpost(&["get", "pods,rs,deploy", "-o", "wide"]);
-            let pods = node.outpost(&["get", "pods"]);
-            let events = node.outpost(&["get", "events", "--sort-by=.lastTimestamp"]);
-            panic!(
-                "timed out waiting for {what}\n{}{}\nevents:\n{}",
-                String::from_utf8_lossy(&state.stdout),
-                String::from_utf8_lossy(&pods.stdout),
-                String::from_utf8_lossy(&events.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_for<T>(node: &Node, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    node.wait_for(what, Duration::from_secs(90), f)
 }
 
 /// Waits until the agent has read its source and publishes `kind name`
@@ -601,7 +584,12 @@ fn workload_verbs_refuse_objects_of_a_remote_source() {
     published(&node, "deploy", "remote");
     for args in [
         &["scale", "deployment/remote", "--replicas=3"][..],
-        &["set", "image", "deployment/remote", "web=example.com/test/web:2"],
+        &[
+            "set",
+            "image",
+            "deployment/remote",
+            "web=example.com/test/web:2",
+        ],
         &["rollout", "pause", "deployment/remote"],
         &["rollout", "restart", "deployment/remote"],
     ] {
@@ -620,5 +608,8 @@ fn workload_verbs_refuse_objects_of_a_remote_source() {
         "nothing written to the local source"
     );
     let err = node.fails(&["scale", "deployment/missing", "--replicas=3"]);
-    assert!(err.contains("deployments \"missing\" in namespace \"default\" not found"), "{err}");
+    assert!(
+        err.contains("deployments \"missing\" in namespace \"default\" not found"),
+        "{err}"
+    );
 }

@@ -3,7 +3,7 @@
 //! or the agent is killed.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -47,23 +47,9 @@ fn pod(node: &Node, name: &str) -> Option<Value> {
         .then(|| serde_json::from_slice(&out.stdout).expect("pod json"))
 }
 
-fn wait_for<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let pods = node.outpost(&["get", "pods", "-o", "wide"]);
-            let events = node.outpost(&["get", "events", "--sort-by=.lastTimestamp"]);
-            panic!(
-                "timed out waiting for {what}\n{}\nevents:\n{}",
-                String::from_utf8_lossy(&pods.stdout),
-                String::from_utf8_lossy(&events.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Polls until `f` gives a value (60 s at most), panicking with `what` and the node's state.
+fn wait_for<T>(node: &Node, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    node.wait_for(what, Duration::from_secs(60), f)
 }
 
 /// The pod's IP once it runs.

@@ -36,24 +36,9 @@ fn pod(node: &Node, name: &str) -> Option<Value> {
         .find(|p| p["metadata"]["name"] == name)
 }
 
-/// Polls until `f` gives a value (30 s at most), panicking with `what` and the last pod list.
-fn wait_for<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let state = node.outpost(&["get", "pods", "-A", "-o", "json"]);
-            let events = node.outpost(&["get", "events", "-A"]);
-            panic!(
-                "timed out waiting for {what}\npods: {}\nevents: {}",
-                String::from_utf8_lossy(&state.stdout),
-                String::from_utf8_lossy(&events.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Polls until `f` gives a value (60 s at most), panicking with `what` and the node's state.
+fn wait_for<T>(node: &Node, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    node.wait_for(what, Duration::from_secs(60), f)
 }
 
 fn running(node: &Node, name: &str) -> Value {

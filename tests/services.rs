@@ -3,7 +3,7 @@
 //! following readiness, refusals, and rules that follow the agent's state.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -70,23 +70,9 @@ fn json(node: &Node, args: &[&str]) -> Value {
     serde_json::from_str(&node.ok(args)).expect("json")
 }
 
-fn wait_for<T>(node: &Node, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let state = node.outpost(&["get", "pods,svc,endpointslices", "-o", "wide"]);
-            let events = node.outpost(&["get", "events", "--sort-by=.lastTimestamp"]);
-            panic!(
-                "timed out waiting for {what}\n{}\nevents:\n{}",
-                String::from_utf8_lossy(&state.stdout),
-                String::from_utf8_lossy(&events.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Polls until `f` gives a value (60 s at most), panicking with `what` and the node's state.
+fn wait_for<T>(node: &Node, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    node.wait_for(what, Duration::from_secs(60), f)
 }
 
 /// Ready endpoint addresses of a Service's slices.
@@ -223,8 +209,13 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
     );
 
     // A container hostPort answers on the node's addresses.
-    wait_for(&node, "the hostPort pod", || from_host(&node, "http://10.42.0.1:8088/").ok());
-    assert_eq!(from_host(&node, "http://10.42.0.1:8088/").expect("hostPort"), "hp\n");
+    wait_for(&node, "the hostPort pod", || {
+        from_host(&node, "http://10.42.0.1:8088/").ok()
+    });
+    assert_eq!(
+        from_host(&node, "http://10.42.0.1:8088/").expect("hostPort"),
+        "hp\n"
+    );
 
     // Hairpin: a pod reaches itself through its own Service.
     let mut itself = false;
@@ -257,7 +248,10 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
     wait_for(&node, "the sick pod out of the endpoints", || {
         (ready_endpoints(&node, "web").len() == 1).then_some(())
     });
-    assert_eq!(answers(|| from_host(&node, &url), 10), std::slice::from_ref(client));
+    assert_eq!(
+        answers(|| from_host(&node, &url), 10),
+        std::slice::from_ref(client)
+    );
     node.ok(&["exec", sick, "--", "touch", "/www/ready"]);
     wait_for(&node, "the pod back in the endpoints", || {
         (ready_endpoints(&node, "web").len() == 2).then_some(())

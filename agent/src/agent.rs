@@ -199,31 +199,30 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     });
     let mut manager = Manager::new(shared);
     let mut desired = Desired::load(&dirs.state_dir, &args.sources);
-    let (records_store, records, problem) = controllers::store::Store::load(&dirs.state_dir);
-    if let Some(problem) = problem {
-        tracing::error!("{problem}");
-        events.record(
-            &Involved::node(&node_name),
-            EventType::Warning,
-            "ControllerStateLost",
-            &problem,
-        );
-    }
+    let (records_store, records, lost_controllers) = crate::records::Store::load(
+        dirs.state_dir.join("controllers.json"),
+        "the controllers start afresh: their pods are created again",
+    );
     let svc_config = crate::services::AllocConfig::new(
         args.service_cidr,
         args.cluster_dns.parse().ok(),
         crate::services::NODE_PORT_RANGE,
     )
     .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
-    let (svc_store, svc_allocations, problem) = crate::services::Store::load(&dirs.state_dir);
-    if let Some(problem) = problem {
-        tracing::error!("{problem}");
-        events.record(
-            &Involved::node(&node_name),
-            EventType::Warning,
-            "ServiceStateLost",
-            &problem,
-        );
+    let (svc_store, svc_allocations, lost_services) = crate::services::alloc::load(&dirs.state_dir);
+    for (reason, problem) in [
+        ("ControllerStateLost", lost_controllers),
+        ("ServiceStateLost", lost_services),
+    ] {
+        if let Some(problem) = problem {
+            tracing::error!("{problem}");
+            events.record(
+                &Involved::node(&node_name),
+                EventType::Warning,
+                reason,
+                &problem,
+            );
+        }
     }
     let proxy = outpost_net::proxy::Proxy::open(
         outpost_net::proxy::ProxyConfig {
@@ -350,7 +349,7 @@ struct Sync {
     /// Unsupported kinds and conflicts already reported.
     reported: HashSet<String>,
     /// The controllers' records, as last persisted.
-    store: controllers::store::Store,
+    store: crate::records::Store<controllers::Records>,
     records: controllers::Records,
     /// Controller objects (Deployments, ReplicaSets, Jobs, DaemonSets) published.
     published: HashSet<ObjectKey>,

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod paths;
 pub mod pods;
 pub mod quantity;
+pub mod records;
 pub mod services;
 pub mod source;
 pub mod state;

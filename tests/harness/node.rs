@@ -173,6 +173,38 @@ impl Node {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Polls `f` every 200 ms until it gives a value; after `timeout`, panics
+    /// with `what` and what the agent reports (objects, events).
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if std::time::Instant::now() > deadline {
+                let objects = self.outpost(&[
+                    "get",
+                    "pods,deploy,rs,svc,endpointslices",
+                    "-A",
+                    "-o",
+                    "wide",
+                ]);
+                let events = self.outpost(&["get", "events", "-A", "--sort-by=.lastTimestamp"]);
+                panic!(
+                    "timed out waiting for {what}\n{}\nevents:\n{}",
+                    String::from_utf8_lossy(&objects.stdout),
+                    String::from_utf8_lossy(&events.stdout)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Starts `outpost agent EXTRA_ARGS...` and waits (30 s) for `READY=1` on its
     /// `NOTIFY_SOCKET`; fails with the agent's stderr if it exits or never gets ready.
     pub fn spawn_agent(&self, extra_args: &[&str]) -> Agent {

@@ -16,7 +16,6 @@ pub mod daemonset;
 pub mod deployment;
 pub mod job;
 mod replicaset;
-pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -262,21 +261,7 @@ fn record_key(namespace: &str, name: &str) -> String {
 
 /// A uid for a controller object, derived from what makes it unique.
 fn make_uid(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    let h = hex::encode(h.finalize());
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::records::uid(parts.join("\0").as_bytes())
 }
 
 /// apimachinery's `rand.SafeEncodeString` alphabet: no vowels, no look-alikes.

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -30,15 +29,7 @@ pub fn pod_uid(pod: &Pod) -> String {
     bare.metadata.uid = None;
     bare.metadata.resource_version = None;
     let json = serde_json::to_vec(&bare).unwrap_or_default();
-    let h = hex::encode(Sha256::digest(&json));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::records::uid(&json)
 }
 
 struct Handle {

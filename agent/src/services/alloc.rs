@@ -18,11 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::api::core::v1::Service;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use outpost_net::proxy::Protocol;
 
@@ -660,66 +659,19 @@ fn next_free(
 /// A uid for a Service's record: stable while the record lives, new for a
 /// Service declared again after it was gone.
 fn uid(key: &ServiceKey, serial: u64) -> String {
-    let h = hex::encode(Sha256::digest(format!("Service/{key}#{serial}")));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::records::uid(format!("Service/{key}#{serial}").as_bytes())
 }
 
 /// The allocations on disk: `<state>/services.json`.
-#[derive(Debug)]
-pub struct Store {
-    path: PathBuf,
-    saved: Allocations,
-}
+pub type Store = crate::records::Store<Allocations>;
 
-impl Store {
-    /// Loads the allocations. An unreadable file is set aside (`.corrupt`)
-    /// and allocation starts afresh: Services may get new addresses.
-    pub fn load(state_dir: &Path) -> (Store, Allocations, Option<String>) {
-        let path = state_dir.join("services.json");
-        let (allocations, problem) = match std::fs::read(&path) {
-            Ok(data) => match serde_json::from_slice::<Allocations>(&data) {
-                Ok(a) => (a, None),
-                Err(e) => {
-                    let aside = path.with_extension("json.corrupt");
-                    let _ = std::fs::rename(&path, &aside);
-                    let problem = format!(
-                        "{} is unreadable ({e}); moved to {} and Services get their addresses afresh",
-                        path.display(),
-                        aside.display()
-                    );
-                    (Allocations::default(), Some(problem))
-                }
-            },
-            Err(_) => (Allocations::default(), None),
-        };
-        (
-            Store {
-                path,
-                saved: allocations.clone(),
-            },
-            allocations,
-            problem,
-        )
-    }
-
-    /// Writes `allocations` (fsync'd, atomically) when they differ from what
-    /// is on disk; whether it wrote.
-    pub fn save(&mut self, allocations: &Allocations) -> std::io::Result<bool> {
-        if *allocations == self.saved {
-            return Ok(false);
-        }
-        let data = serde_json::to_vec(allocations).map_err(std::io::Error::other)?;
-        outpost_runtime::fsutil::write_atomic(&self.path, &data)?;
-        self.saved = allocations.clone();
-        Ok(true)
-    }
+/// Loads the allocations; an unreadable file is set aside and allocation
+/// starts afresh (Services may get new addresses).
+pub fn load(state_dir: &Path) -> (Store, Allocations, Option<String>) {
+    Store::load(
+        state_dir.join("services.json"),
+        "Services get their addresses afresh",
+    )
 }
 
 #[cfg(test)]
@@ -1140,7 +1092,7 @@ default/s11 10.43.0.14
     #[test]
     fn store() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut store, mut allocations, problem) = Store::load(dir.path());
+        let (mut store, mut allocations, problem) = load(dir.path());
         assert_eq!(
             (allocations.clone(), problem),
             (Allocations::default(), None)
@@ -1167,14 +1119,14 @@ default/s11 10.43.0.14
         assert_eq!(json["services"]["default/web"]["clusterIP"], "10.43.1.1");
         assert_eq!(json["lastClusterIP"], "10.43.1.1");
         // After a restart: the same addresses, nothing to write.
-        let (mut store, mut loaded, problem) = Store::load(dir.path());
+        let (mut store, mut loaded, problem) = load(dir.path());
         assert_eq!(problem, None);
         assert_eq!(loaded, allocations);
         assert_eq!(loaded.sync(&config, &refs), before);
         assert!(!store.save(&loaded).expect("save"));
         // A corrupt file is set aside.
         std::fs::write(dir.path().join("services.json"), "{not json").expect("write");
-        let (_, loaded, problem) = Store::load(dir.path());
+        let (_, loaded, problem) = load(dir.path());
         assert_eq!(loaded, Allocations::default());
         let problem = problem.expect("a problem");
         assert!(problem.contains("services.json is unreadable"), "{problem}");
