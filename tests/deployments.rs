@@ -422,7 +422,7 @@ fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
             .then_some(())
     });
     agent.sigkill();
-    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let restarted = node.spawn_agent(&["--source", &source(&manifests)]);
     let status = node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     assert!(status.ends_with("successfully rolled out\n"), "{status}");
     wait_for(&node, "2 new pods and nothing else", || {
@@ -445,6 +445,27 @@ fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
         .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(-1))
         .collect();
     assert_eq!(replicas.iter().sum::<i64>(), 2, "{replicas:?}");
+
+    // Corrupt controller state: set aside with an event, the Deployment is
+    // rebuilt with new pods, and the old ones do not linger.
+    restarted.stop();
+    let records = node.state_dir().join("controllers.json");
+    std::fs::write(&records, "{\"replicaSets\": [garbage").expect("corrupt");
+    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    published(&node, "deploy", "web");
+    node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    let events = node.ok(&["get", "events", "-A"]);
+    assert!(events.contains("ControllerStateLost"), "{events}");
+    assert!(node.state_dir().join("controllers.json.corrupt").exists());
+    wait_for(&node, "2 pods and 2 containers", || {
+        let ps: Value = serde_json::from_str(&node.ok(&["ctr", "ps", "-o", "json"])).ok()?;
+        let running = ps
+            .as_array()?
+            .iter()
+            .filter(|c| c["state"] == "running")
+            .count();
+        (running == 2 && items(&node, "pods").len() == 2).then_some(())
+    });
 }
 
 const JOBS: &str = r#"

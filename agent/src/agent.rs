@@ -529,16 +529,7 @@ impl Sync {
         let (assigned, problems) = allocations.sync(&svc.config, &declared);
         if let Err(e) = svc.store.save(&allocations) {
             // Addresses handed out but not on disk could move after a crash.
-            let message = format!(
-                "cannot save service allocations ({e}); Services stay as they are until it can be written"
-            );
-            tracing::error!("{message}");
-            self.events.record(
-                &Involved::node(&self.node.name),
-                EventType::Warning,
-                "FailedPersist",
-                &message,
-            );
+            self.persist_failed("service allocations", "Services", &e);
             return;
         }
         svc.allocations = allocations;
@@ -592,6 +583,20 @@ impl Sync {
         }
     }
 
+    /// Reports records that could not be written (disk full, read-only):
+    /// what depends on them stays as it is.
+    fn persist_failed(&self, what: &str, held: &str, e: &std::io::Error) {
+        let message =
+            format!("cannot save {what} ({e}); {held} stay as they are until it can be written");
+        tracing::error!("{message}");
+        self.events.record(
+            &Involved::node(&self.node.name),
+            EventType::Warning,
+            "FailedPersist",
+            &message,
+        );
+    }
+
     /// Runs the controllers on the pods as published; persists their records
     /// before their pods may start, and publishes their objects. Returns
     /// their pods and when to look again.
@@ -622,16 +627,7 @@ impl Sync {
         if let Err(e) = self.store.save(&plan.records) {
             // Pods the records do not name could be duplicated after a crash:
             // nothing changes until the records can be written.
-            let message = format!(
-                "cannot save the controllers' state ({e}); workloads stay as they are until it can be written"
-            );
-            tracing::error!("{message}");
-            self.events.record(
-                &Involved::node(&self.node.name),
-                EventType::Warning,
-                "FailedPersist",
-                &message,
-            );
+            self.persist_failed("the controllers' state", "workloads", &e);
             let retry = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5);
             return (self.controller_pods.clone(), Some(retry));
         }
