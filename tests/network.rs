@@ -183,3 +183,73 @@ fn pods_get_addresses_reach_each_other_and_leave_nothing_behind() {
     let c = pod_ip(&node, "gamma");
     assert_ne!(c, b, "a released address was reused at once");
 }
+
+/// Runs a command to success.
+fn ok(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pod_traffic_leaving_the_node_is_masqueraded() {
+    let (node, manifests) = node();
+    // "Outside": another namespace behind a link of the test host, with no
+    // route back to the pod range, so only masqueraded traffic can return.
+    let outside = crate::harness::TestHost::new();
+    ok(node.host.command("ip").args([
+        "link",
+        "add",
+        "uplink",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "wan",
+        "netns",
+        outside.name(),
+    ]));
+    ok(node
+        .host
+        .command("ip")
+        .args(["addr", "add", "192.0.2.1/24", "dev", "uplink"]));
+    ok(node
+        .host
+        .command("ip")
+        .args(["link", "set", "uplink", "up"]));
+    ok(outside
+        .command("ip")
+        .args(["addr", "add", "192.0.2.2/24", "dev", "wan"]));
+    ok(outside.command("ip").args(["link", "set", "wan", "up"]));
+    let www = node.dir().join("outside-www");
+    std::fs::create_dir(&www).expect("www");
+    std::fs::write(www.join("index.html"), "outside\n").expect("index");
+    let mut server = outside
+        .command("busybox")
+        .args(["httpd", "-f", "-p", "8080", "-h"])
+        .arg(&www)
+        .spawn()
+        .expect("httpd outside");
+    std::fs::write(manifests.join("a.yaml"), web("alpha")).expect("write");
+    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    pod_ip(&node, "alpha");
+    let got = node.outpost(&[
+        "exec",
+        "alpha",
+        "--",
+        "wget",
+        "-qO-",
+        "http://192.0.2.2:8080/",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        got.status.success(),
+        "the pod could not reach the outside (no masquerade?): {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "outside\n");
+}
