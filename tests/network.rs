@@ -34,7 +34,7 @@ spec:
   containers:
   - name: web
     image: {IMAGE}
-    command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+    command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -v -p 8080 -h /www']
     ports: [{{containerPort: 8080}}]
 "#
     )
@@ -135,6 +135,12 @@ fn pods_get_addresses_reach_each_other_and_leave_nothing_behind() {
     assert_eq!(
         fetch(&node, "beta", &format!("http://{a}:8080/")),
         "alpha\n"
+    );
+    // Pod-to-pod traffic is not NATed: beta's server saw alpha's own address.
+    let log = node.ok(&["logs", "beta"]);
+    assert!(
+        log.contains(&format!(":{a}]:")),
+        "beta saw another client address:\n{log}"
     );
     let from_host = node
         .host

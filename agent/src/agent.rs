@@ -77,7 +77,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub allow_http_source: bool,
     /// This node's name (default: the host name).
-    #[arg(long)]
+    #[arg(long, env = "OUTPOST_NODE_NAME")]
     pub node_name: Option<String>,
     /// This node's IP, reported as hostIP (and podIP of hostNetwork pods).
     #[arg(long)]
@@ -477,7 +477,14 @@ impl Sync {
         // Pods: admission for new ones (existing ones were admitted already).
         let mut admitted: BTreeMap<String, Pod> = BTreeMap::new();
         for pod in pods {
-            let uid = pod_uid(pod);
+            // Bound to this node, as the kubelet's static pods are; the uid
+            // hashes the node name too, so two agents on one machine (tests)
+            // never share container ids or cgroups.
+            let mut pod = pod.clone();
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.node_name.get_or_insert_with(|| self.node.name.clone());
+            }
+            let uid = pod_uid(&pod);
             let ns = pod
                 .metadata
                 .namespace
@@ -485,7 +492,6 @@ impl Sync {
                 .unwrap_or_else(|| "default".into());
             let name = pod.metadata.name.clone().unwrap_or_default();
             let key = ObjectKey::namespaced("Pod", &ns, &name);
-            let mut pod = pod.clone();
             if let Some(source) = owners.get(&key) {
                 pod.metadata
                     .annotations

@@ -131,6 +131,9 @@ impl Node {
         cmd.args(args)
             .env("OUTPOST_STATE_DIR", self.state_dir())
             .env("OUTPOST_RUN_DIR", self.run_dir())
+            // Each node its own name: pods (and so their container ids and
+            // cgroups) differ between nodes on this one machine.
+            .env("OUTPOST_NODE_NAME", &self.prefix)
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null());
         match &*self.registries.lock().unwrap_or_else(|e| e.into_inner()) {
