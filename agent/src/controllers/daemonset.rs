@@ -71,6 +71,7 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
         let name = ds.metadata.name.clone().unwrap_or_default();
         let key = record_key(&ns, &name);
         live.insert(key.clone());
+        let taken = super::taken_names(&plan.records, world, &ns);
         let record = plan
             .records
             .daemon_sets
@@ -118,13 +119,6 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
             let may_create = !has_new
                 && (on_delete && record.pods.is_empty() || !on_delete && (!old_left || surge > 0));
             if may_create {
-                let mut taken: BTreeSet<String> = world
-                    .pods
-                    .keys()
-                    .filter(|(n, _)| *n == ns)
-                    .map(|(_, n)| n.clone())
-                    .collect();
-                taken.extend(record.pods.iter().map(|p| p.pod.name.clone()));
                 let pod_name = new_pod_name(&name, &record.uid, &mut record.pod_counter, &taken);
                 record.pods.push(DaemonPod {
                     pod: PodRecord {

@@ -201,20 +201,7 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
 /// One Deployment (`syncDeployment`).
 fn sync(plan: &mut Plan, world: &World<'_>, spec: &Spec<'_>, key: &str) {
     let uid = plan.records.deployments[key].uid.clone();
-    let mut taken: BTreeSet<String> = plan
-        .records
-        .replica_sets
-        .values()
-        .filter(|rs| rs.namespace == spec.namespace)
-        .flat_map(|rs| rs.pods.iter().map(|p| p.name.clone()))
-        .chain(
-            world
-                .pods
-                .keys()
-                .filter(|(ns, _)| *ns == spec.namespace)
-                .map(|(_, n)| n.clone()),
-        )
-        .collect();
+    let mut taken = super::taken_names(&plan.records, world, &spec.namespace);
     let mut rollout = Rollout {
         plan,
         world,
@@ -747,7 +734,8 @@ fn status(
         && s.available == spec.replicas
         && old_replicas == 0;
     let rs_name = new.unwrap_or_default();
-    let mut deadline_exceeded = false;
+    // The deadline passed in this reconcile (the event is told once).
+    let mut became_exceeded = false;
     let mut wake = None;
     if spec.paused {
         set_condition(
@@ -818,7 +806,7 @@ fn status(
                 || (c.reason != "NewReplicaSetAvailable"
                     && c.last_update_ms + i64::from(deadline) * 1000 <= now_ms);
             if timed_out {
-                deadline_exceeded = true;
+                became_exceeded = c.reason != "ProgressDeadlineExceeded";
                 set_condition(
                     &mut record.conditions,
                     "Progressing",
@@ -841,11 +829,6 @@ fn status(
     if let Some(at) = wake.and_then(|ms| Timestamp::from_millisecond(ms).ok()) {
         plan.wake_at(at);
     }
-    let became_exceeded = deadline_exceeded
-        && record
-            .conditions
-            .iter()
-            .any(|c| c.kind == "Progressing" && c.last_transition_ms == now_ms);
     let conditions: Vec<Value> = {
         // Kubernetes lists Available before Progressing.
         let mut cs = record.conditions.clone();

@@ -136,12 +136,12 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
             record.start_ms = Some(now_ms);
         }
         if !record.finished() {
-            let ended = |reason: &str| (reason.to_owned(), now_ms);
-            let mut failure = None;
+            // (reason, message): the condition's and the event's.
+            let mut failure: Option<(&'static str, &str)> = None;
             if failed > spec.backoff_limit.unwrap_or(6) {
                 failure = Some((
-                    ended("BackoffLimitExceeded"),
-                    "Job has reached the specified backoff limit".to_owned(),
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
                 ));
             } else if let (Some(deadline), Some(start)) =
                 (spec.active_deadline_seconds, record.start_ms)
@@ -149,8 +149,8 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                 let at = start + deadline * 1000;
                 if now_ms >= at {
                     failure = Some((
-                        ended("DeadlineExceeded"),
-                        "Job was active longer than specified deadline".to_owned(),
+                        "DeadlineExceeded",
+                        "Job was active longer than specified deadline",
                     ));
                 } else if let Ok(t) = Timestamp::from_millisecond(at) {
                     plan.wake_at(t);
@@ -161,50 +161,34 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                 Some(c) => succeeded >= c,
                 None => succeeded > 0 && active_now == 0,
             };
-            if let Some(((reason, _), message)) = failure {
-                set_condition(
-                    &mut record.conditions,
-                    "FailureTarget",
-                    "True",
-                    &reason,
-                    message.clone(),
-                    now_ms,
-                );
-                set_condition(
-                    &mut record.conditions,
-                    "Failed",
-                    "True",
-                    &reason,
-                    message.clone(),
-                    now_ms,
-                );
+            if let Some((reason, message)) = failure {
+                for kind in ["FailureTarget", "Failed"] {
+                    set_condition(
+                        &mut record.conditions,
+                        kind,
+                        "True",
+                        reason,
+                        message.to_owned(),
+                        now_ms,
+                    );
+                }
                 plan.event(
                     job_key.clone(),
                     EventType::Warning,
-                    if reason == "DeadlineExceeded" {
-                        "DeadlineExceeded"
-                    } else {
-                        "BackoffLimitExceeded"
-                    },
-                    message,
+                    reason,
+                    message.to_owned(),
                 );
             } else if complete {
-                set_condition(
-                    &mut record.conditions,
-                    "SuccessCriteriaMet",
-                    "True",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods".into(),
-                    now_ms,
-                );
-                set_condition(
-                    &mut record.conditions,
-                    "Complete",
-                    "True",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods".into(),
-                    now_ms,
-                );
+                for kind in ["SuccessCriteriaMet", "Complete"] {
+                    set_condition(
+                        &mut record.conditions,
+                        kind,
+                        "True",
+                        "CompletionsReached",
+                        "Reached expected number of succeeded pods".into(),
+                        now_ms,
+                    );
+                }
                 record.completion_ms = Some(now_ms);
                 plan.event(
                     job_key.clone(),
@@ -256,15 +240,8 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                 };
                 let ready_at = record.last_failure_ms.map_or(0, |t| t + wait);
                 if now_ms >= ready_at {
-                    let mut taken: BTreeSet<String> =
-                        record.pods.iter().map(|p| p.pod.name.clone()).collect();
-                    taken.extend(
-                        world
-                            .pods
-                            .keys()
-                            .filter(|(n, _)| *n == ns)
-                            .map(|(_, n)| n.clone()),
-                    );
+                    let mut taken = super::taken_names(&plan.records, world, &ns);
+                    taken.extend(record.pods.iter().map(|p| p.pod.name.clone()));
                     let mut created = Vec::new();
                     for _ in active..wanted {
                         let pod_name =

@@ -222,11 +222,13 @@ const MAX_ROUNDS: usize = 8;
 /// Runs the controllers until their records settle for this world: a
 /// ReplicaSet scaled down lets the new one grow in the same reconcile, as
 /// the controller-manager would in its next sync, so that reconciling the
-/// same world again changes nothing.
+/// same world again changes nothing. (If they have not settled after
+/// `MAX_ROUNDS`, a bug, the last round stands and the next reconcile goes on.)
 pub fn reconcile(records: &Records, world: &World<'_>) -> Plan {
     let mut records = records.clone();
     let mut events = Vec::new();
-    for _ in 0..MAX_ROUNDS {
+    let mut round = 0;
+    loop {
         let mut plan = Plan {
             records: records.clone(),
             ..Plan::default()
@@ -235,23 +237,41 @@ pub fn reconcile(records: &Records, world: &World<'_>) -> Plan {
         job::reconcile(&mut plan, world);
         daemonset::reconcile(&mut plan, world);
         events.append(&mut plan.events);
-        if plan.records == records {
+        round += 1;
+        if plan.records == records || round > MAX_ROUNDS {
             plan.events = events;
             return plan;
         }
         records = plan.records;
     }
-    // Not settled (a bug): the last round stands; the next reconcile goes on.
-    let mut plan = Plan {
-        records,
-        ..Plan::default()
-    };
-    deployment::reconcile(&mut plan, world);
-    job::reconcile(&mut plan, world);
-    daemonset::reconcile(&mut plan, world);
-    events.append(&mut plan.events);
-    plan.events = events;
-    plan
+}
+
+/// The pod names in `namespace` a new pod may not take: every pod the
+/// controllers' records name there (whatever controller) and every pod
+/// published there.
+fn taken_names(records: &Records, world: &World<'_>, namespace: &str) -> BTreeSet<String> {
+    let prefix = format!("{namespace}/");
+    let mine = |key: &String| key.starts_with(&prefix);
+    let mut taken: BTreeSet<String> = world
+        .pods
+        .keys()
+        .filter(|(ns, _)| ns == namespace)
+        .map(|(_, name)| name.clone())
+        .collect();
+    for rs in records
+        .replica_sets
+        .values()
+        .filter(|rs| rs.namespace == namespace)
+    {
+        taken.extend(rs.pods.iter().map(|p| p.name.clone()));
+    }
+    for (_, job) in records.jobs.iter().filter(|(k, _)| mine(k)) {
+        taken.extend(job.pods.iter().map(|p| p.pod.name.clone()));
+    }
+    for (_, ds) in records.daemon_sets.iter().filter(|(k, _)| mine(k)) {
+        taken.extend(ds.pods.iter().map(|p| p.pod.name.clone()));
+    }
+    taken
 }
 
 /// `namespace/name`: how records are keyed.

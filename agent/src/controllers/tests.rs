@@ -336,6 +336,14 @@ fn a_stalled_rollout_exceeds_its_deadline_and_undo_restores() {
         ("False".into(), "ProgressDeadlineExceeded".into())
     );
     assert_eq!(sim.ready_count(), 3, "the old pods keep serving");
+    sim.advance(5);
+    sim.settle(&[&broken]);
+    let told = sim
+        .events
+        .iter()
+        .filter(|e| e.reason == "ProgressDeadlineExceeded")
+        .count();
+    assert_eq!(told, 1, "the deadline is reported once");
     // Undo: the template of revision 1 again; that set becomes revision 3.
     sim.settle(&[&v1]);
     assert_eq!(sim.sets(), "r2=0/0 r3=3/3");
