@@ -471,7 +471,11 @@ impl Sync {
             .collect();
         let _ = self.objects.send(Arc::new(objects));
 
-        let (controller_pods, wake) = self.run_controllers(deployments, jobs, daemon_sets);
+        // The pods as their workers last published them: what the controllers
+        // and the endpoints follow.
+        let (published, _) = self.state.list("Pod", None);
+        let (controller_pods, wake) =
+            self.run_controllers(&published, deployments, jobs, daemon_sets);
         let pods = pods.into_iter().chain(controller_pods.iter());
 
         // Pods: admission for new ones (existing ones were admitted already).
@@ -521,13 +525,17 @@ impl Sync {
             admitted.insert(uid, pod);
         }
         manager.sync(admitted);
-        self.sync_services(&services);
+        self.sync_services(&services, published);
         wake
     }
 
     /// Allocates addresses, publishes Services and their EndpointSlices from
     /// the pods as published, and hands the ready endpoints to the proxy.
-    fn sync_services(&mut self, services: &[(&Service, &str)]) {
+    fn sync_services(
+        &mut self,
+        services: &[(&Service, &str)],
+        pod_objects: Vec<serde_json::Value>,
+    ) {
         use crate::services::{endpoint_slices, host_ports, proxy_service, published};
         let svc = &mut self.services;
         let declared: Vec<&Service> = services.iter().map(|(s, _)| *s).collect();
@@ -549,8 +557,7 @@ impl Sync {
                 &message,
             );
         }
-        let (pod_json, _) = self.state.list("Pod", None);
-        let pods: Vec<Pod> = pod_json
+        let pods: Vec<Pod> = pod_objects
             .into_iter()
             .filter_map(|p| serde_json::from_value(p).ok())
             .collect();
@@ -608,11 +615,11 @@ impl Sync {
     /// their pods and when to look again.
     fn run_controllers(
         &mut self,
+        published: &[serde_json::Value],
         deployments: Vec<(&Deployment, &str)>,
         jobs: Vec<(&Job, &str)>,
         daemon_sets: Vec<(&DaemonSet, &str)>,
     ) -> (Vec<Pod>, Option<jiff::Timestamp>) {
-        let (published, _) = self.state.list("Pod", None);
         let views: BTreeMap<(String, String), PodView> = published
             .iter()
             .map(|p| {
