@@ -7,7 +7,8 @@
 //!
 //!     cargo bench -p outpost --bench deploy [-- ITERATIONS]
 //!
-//! The agent runs in its own network namespace, as in the tests. Not a
+//! The agent and podman run in the bench's own network namespace, as in the
+//! tests: podman's bridge and netavark's nftables tables go with it. Not a
 //! test: nothing here asserts a time.
 
 mod common;
@@ -53,15 +54,30 @@ fn main() {
         });
     }
 
-    // podman: the same YAML and image, its default (rootful, bridge) network.
+    // podman: the same YAML and image, its default (rootful, bridge) network,
+    // inside the bench's netns.
     let work = tempfile::tempdir().expect("tempdir");
     let podman_conf = work.path().join("containers.conf");
     std::fs::write(&podman_conf, PODMAN_CONF).expect("write containers.conf");
     let podman = |args: &[&str]| -> Command {
-        let mut c = Command::new("podman");
+        let mut c = bench.inside("podman");
         c.args(args).env("CONTAINERS_CONF", &podman_conf);
         c
     };
+    // `kube play` makes this network's configuration the first time: remove it if we made it.
+    let kube_network = "podman-default-kube-network";
+    let had_network = podman(&["network", "exists", kube_network])
+        .status()
+        .is_ok_and(|s| s.success());
+    let _network = (!had_network).then(|| {
+        Cleanup(vec![
+            "podman".into(),
+            "network".into(),
+            "rm".into(),
+            "-f".into(),
+            kube_network.into(),
+        ])
+    });
     run(&mut podman(&[
         "load",
         "-q",
