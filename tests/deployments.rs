@@ -2,14 +2,14 @@
 //! forward, stalled, rolled back and scaled with the CLI; an agent SIGKILL in
 //! the middle of a rollout; Jobs that complete or give up; a DaemonSet.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{ImageBuilder, Layer, Node};
+use crate::harness::{file_source, ImageBuilder, Layer, Node};
 
 /// Serving images: `/etc/ready-ok` lets the pod pass its readiness probe.
 const V1: &str = "example.com/test/web:1";
@@ -31,13 +31,8 @@ fn node() -> (Node, PathBuf) {
         image.build().docker_archive(&archive, name);
         node.ok(&["images", "import", archive.to_str().expect("utf-8 path")]);
     }
-    let manifests = node.dir().join("manifests");
-    std::fs::create_dir(&manifests).expect("manifests dir");
+    let manifests = node.manifests_dir();
     (node, manifests)
-}
-
-fn source(dir: &Path) -> String {
-    format!("file://{}", dir.display())
 }
 
 /// A typical production Deployment: 3 replicas, surge 1 / unavailable 0,
@@ -206,7 +201,7 @@ impl ReadySampler {
 fn a_deployment_rolls_forward_stalls_and_rolls_back() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), web(3, 0)).expect("write manifest");
-    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     published(&node, "deploy", "web");
 
     let status = node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
@@ -395,7 +390,7 @@ fn a_deployment_rolls_forward_stalls_and_rolls_back() {
 fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), web(3, 2)).expect("write manifest");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     published(&node, "deploy", "web");
     node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
 
@@ -422,7 +417,7 @@ fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
             .then_some(())
     });
     agent.sigkill();
-    let restarted = node.spawn_agent(&["--source", &source(&manifests)]);
+    let restarted = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let status = node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     assert!(status.ends_with("successfully rolled out\n"), "{status}");
     wait_for(&node, "2 new pods and nothing else", || {
@@ -451,7 +446,7 @@ fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
     restarted.stop();
     let records = node.state_dir().join("controllers.json");
     std::fs::write(&records, "{\"replicaSets\": [garbage").expect("corrupt");
-    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     published(&node, "deploy", "web");
     node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     let events = node.ok(&["get", "events", "-A"]);
@@ -522,7 +517,7 @@ fn condition(object: &Value, kind: &str) -> Option<(String, String)> {
 fn jobs_complete_or_stop_at_their_backoff_limit_and_a_daemon_set_runs_here() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("jobs.yaml"), JOBS).expect("write manifest");
-    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
 
     let job = wait_for(&node, "the batch Job complete", || {
         let job = json(&node, &["get", "job", "batch", "-o", "json"]);
@@ -597,7 +592,7 @@ fn workload_verbs_refuse_objects_of_a_remote_source() {
     let url = format!("http://{}/bundle.yaml", upstream.addr());
     let _agent = node.spawn_agent(&[
         "--source",
-        &source(&manifests),
+        &file_source(&manifests),
         "--source",
         &url,
         "--allow-http-source",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Agent, Node};
+use crate::harness::{file_source, Agent, Node};
 
 /// The image the pod runs (imported, so no registry is needed).
 const IMAGE: &str = "example.com/test/busybox:1";
@@ -18,15 +18,13 @@ const IMAGE: &str = "example.com/test/busybox:1";
 /// How long one exec may take before the test kills it and fails.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Pod `web`; `NODE` becomes the node's prefix, so every test's pod has its
-/// own uid (the uid hashes the manifest) and its own container ids.
+/// Pod `web` (each test node has its own node name, which the pod's uid,
+/// and so its container ids, hash).
 const PODS: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata:
   name: web
-  annotations:
-    test.outpost.dev/node: NODE
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -42,14 +40,9 @@ spec:
 /// `web` and `side`), both containers running.
 pub fn node_with_pod() -> (Node, Agent) {
     let node = Node::with_busybox(IMAGE);
-    let manifests = node.dir().join("manifests");
-    std::fs::create_dir(&manifests).expect("manifests dir");
-    std::fs::write(
-        manifests.join("web.yaml"),
-        PODS.replace("NODE", node.prefix()),
-    )
-    .expect("write manifest");
-    let agent = node.spawn_agent(&["--source", &format!("file://{}", manifests.display())]);
+    let manifests = node.manifests_dir();
+    std::fs::write(manifests.join("web.yaml"), PODS).expect("write manifest");
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // NotFound until the agent has published the pod.

@@ -2,24 +2,19 @@
 //! pod addresses, pod-to-pod traffic, and nothing left behind when pods go
 //! or the agent is killed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::Node;
+use crate::harness::{file_source, Node};
 
 const IMAGE: &str = "example.com/test/busybox:1";
 
 fn node() -> (Node, PathBuf) {
     let node = Node::with_busybox(IMAGE);
-    let manifests = node.dir().join("manifests");
-    std::fs::create_dir(&manifests).expect("manifests dir");
+    let manifests = node.manifests_dir();
     (node, manifests)
-}
-
-fn source(dir: &Path) -> String {
-    format!("file://{}", dir.display())
 }
 
 /// A pod serving its own name over HTTP on 8080.
@@ -85,7 +80,7 @@ fn pods_get_addresses_reach_each_other_and_leave_nothing_behind() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("a.yaml"), web("alpha")).expect("write");
     std::fs::write(manifests.join("b.yaml"), web("beta")).expect("write");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let (a, b) = (pod_ip(&node, "alpha"), pod_ip(&node, "beta"));
     assert_ne!(a, b);
     for ip in [&a, &b] {
@@ -152,7 +147,7 @@ fn pods_get_addresses_reach_each_other_and_leave_nothing_behind() {
 
     // SIGKILL and a new agent: same addresses, still reachable, nothing doubled.
     agent.sigkill();
-    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     assert_eq!(pod_ip(&node, "alpha"), a);
     assert_eq!(pod_ip(&node, "beta"), b);
     assert_eq!(
@@ -240,7 +235,7 @@ fn pod_traffic_leaving_the_node_is_masqueraded() {
         .spawn()
         .expect("httpd outside");
     std::fs::write(manifests.join("a.yaml"), web("alpha")).expect("write");
-    let _agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     pod_ip(&node, "alpha");
     let got = node.outpost(&[
         "exec",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::Node;
+use crate::harness::{file_source, Node};
 
 /// The image every pod here runs (imported, so no registry is needed).
 const IMAGE: &str = "example.com/test/busybox:1";
@@ -15,13 +15,8 @@ const IMAGE: &str = "example.com/test/busybox:1";
 /// A node with the busybox image imported and a manifests dir.
 fn node() -> (Node, PathBuf) {
     let node = Node::with_busybox(IMAGE);
-    let manifests = node.dir().join("manifests");
-    std::fs::create_dir(&manifests).expect("manifests dir");
+    let manifests = node.manifests_dir();
     (node, manifests)
-}
-
-fn source(dir: &Path) -> String {
-    format!("file://{}", dir.display())
 }
 
 fn pods(node: &Node) -> Vec<Value> {
@@ -140,7 +135,7 @@ spec:
 fn a_web_pod_runs_from_the_file_source() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), WEB).expect("write manifest");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let web = running(&node, "web");
     assert_eq!(web["status"]["containerStatuses"][0]["restartCount"], 0);
     assert_eq!(web["status"]["qosClass"], "Burstable");
@@ -223,7 +218,7 @@ fn probes_drive_readiness_and_restart_an_unhealthy_container() {
         ),
     )
     .expect("write");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let web = running(&node, "web");
     assert_eq!(web["status"]["containerStatuses"][0]["ready"], true);
     running(&node, "hooked");
@@ -268,7 +263,7 @@ fn probes_drive_readiness_and_restart_an_unhealthy_container() {
 #[test]
 fn apply_and_delete_edit_the_local_source() {
     let (node, manifests) = node();
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let input = node.dir().join("input.yaml");
     std::fs::write(&input, format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: applied\nspec:\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sleep, \"1000\"]\n")).expect("write");
     let path = input.to_str().expect("utf-8");
@@ -320,7 +315,7 @@ fn quota_and_limit_ranges_are_enforced_at_admission() {
     for name in ["q1", "q2", "q3"] {
         std::fs::write(manifests.join(format!("{name}.yaml")), pod(name)).expect("write");
     }
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let q1 = running(&node, "q1");
     running(&node, "q2");
     // The LimitRange's default limit landed on the container (and its cgroup).
@@ -382,7 +377,7 @@ spec:
         ),
     )
     .expect("write");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let p = running(&node, "vols");
     let id = container_id(&p, 0);
     let exec = |script: &str| node.ok(&["ctr", "exec", &id, "--", "sh", "-c", script]);
@@ -448,7 +443,7 @@ spec:
         ),
     )
     .expect("write");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     // The ConfigMap does not exist yet: the main container waits, as the kubelet does.
     let waiting = wait_for(&node, "CreateContainerConfigError", || {
         let p = pod(&node, "init")?;
@@ -491,7 +486,7 @@ fn a_crash_loop_backs_off() {
         format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: crash\nspec:\n  containers:\n  - name: crash\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo boom; exit 2\"]\n"),
     )
     .expect("write");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     // Record when each restart is first seen.
     let mut seen: Vec<(u64, Instant)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(50);
@@ -535,7 +530,7 @@ fn a_crash_loop_backs_off() {
 fn an_invalid_manifest_changes_nothing_until_fixed() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), WEB).expect("write");
-    let agent = node.spawn_agent(&["--source", &source(&manifests)]);
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let web = running(&node, "web");
     let id = container_id(&web, 0);
     let pid = ctr_pid(&node, &id);
@@ -569,7 +564,7 @@ fn agent_sigkill_readopts_every_pod_without_restarts() {
         )
         .expect("write");
     }
-    let args = ["--source".to_owned(), source(&manifests)];
+    let args = ["--source".to_owned(), file_source(&manifests)];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let agent = node.spawn_agent(&args);
     let before: Vec<(String, i64)> = (0..5)

@@ -2,12 +2,11 @@
 //! host: ClusterIP from pods and the host, NodePort, hairpin, endpoints
 //! following readiness, refusals, and rules that follow the agent's state.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::Node;
+use crate::harness::{file_source, Node};
 
 const IMAGE: &str = "example.com/test/busybox:1";
 
@@ -164,10 +163,9 @@ fn pod_names(node: &Node) -> Vec<String> {
 #[test]
 fn services_route_to_ready_pods_and_refuse_the_rest() {
     let node = Node::with_busybox(IMAGE);
-    let manifests = node.dir().join("manifests");
-    std::fs::create_dir(&manifests).expect("dir");
+    let manifests = node.manifests_dir();
     std::fs::write(manifests.join("web.yaml"), MANIFESTS).expect("write");
-    let source = format!("file://{}", Path::new(&manifests).display());
+    let source = file_source(&manifests);
     let agent = node.spawn_agent(&["--source", &source]);
     wait_for(&node, "the Deployment published", || {
         node.outpost(&["get", "deploy", "web"])

@@ -53,6 +53,11 @@ pub use {
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The `--source` URL of a manifests directory.
+pub fn file_source(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
 /// Path of the `outpost` binary under test.
 pub const OUTPOST: &str = env!("CARGO_BIN_EXE_outpost");
 

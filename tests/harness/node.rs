@@ -103,6 +103,13 @@ impl Node {
         dir
     }
 
+    /// `<dir>/manifests`, created: a local source for the agent (`file_source`).
+    pub fn manifests_dir(&self) -> PathBuf {
+        let dir = self.root.join("manifests");
+        std::fs::create_dir_all(&dir).expect("create manifests dir");
+        dir
+    }
+
     /// This node's unique container-name prefix, e.g. `t-4242-7`.
     pub fn prefix(&self) -> &str {
         &self.prefix
