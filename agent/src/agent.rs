@@ -768,7 +768,7 @@ fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
         .ok()
         .filter(|l| *l <= 32)
         .ok_or_else(|| format!("{len:?} is not a prefix length (0-32)"))?;
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    let mask = prefix_mask(len);
     if u32::from(ip) & !mask != 0 {
         return Err(format!(
             "{s} has host bits set: use {}/{len}",
@@ -776,6 +776,11 @@ fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
         ));
     }
     Ok((ip, len))
+}
+
+/// The network mask of a prefix length (`/0` masks nothing).
+fn prefix_mask(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
 }
 
 /// The bridge and IPAM of this node's pod range, the bridge set up. IPAM
@@ -788,12 +793,8 @@ async fn pod_network(
     use outpost_net::ipam::{Ipam, PodRange, DEFAULT_QUARANTINE};
     let (cluster, cluster_len) = args.pod_cidr;
     let (net, len) = args.node_pod_cidr.unwrap_or((cluster, cluster_len.max(24)));
-    let inside = len >= cluster_len && {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(cluster_len))
-            .unwrap_or(0);
-        u32::from(net) & mask == u32::from(cluster)
-    };
+    let inside =
+        len >= cluster_len && u32::from(net) & prefix_mask(cluster_len) == u32::from(cluster);
     anyhow::ensure!(
         inside,
         "--node-pod-cidr {net}/{len} is not inside --pod-cidr {cluster}/{cluster_len}"
