@@ -3,8 +3,11 @@
 //! content, air-gap import and GC.
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::harness::{Compression, Entry, FaultProxy, ImageBuilder, Layer, Node, Registry};
+use crate::harness::{
+    file_source, Compression, Entry, FaultProxy, ImageBuilder, Layer, Node, Registry,
+};
 
 /// A node and a registry inside its test host.
 fn node_and_registry() -> (Node, Registry) {
@@ -600,12 +603,15 @@ fn import_archives_and_airgap_dir_pinned_then_gc() {
         "ctr", "run", "-d", "--pull", "never", "--name", &keeper, &used, "--", "sleep", "1000",
     ]);
 
-    // Thresholds this disk is surely above: GC runs at agent start.
+    // Thresholds this disk is surely above: GC runs at agent start, and
+    // takes even what was pulled a moment ago.
     let agent = node.spawn_agent(&[
         "--image-gc-high-threshold",
         "1",
         "--image-gc-low-threshold",
         "0",
+        "--minimum-image-ttl-duration",
+        "0s",
     ]);
     let ls = node.ok(&["images", "ls"]);
     let row = ls
@@ -653,4 +659,111 @@ fn import_archives_and_airgap_dir_pinned_then_gc() {
     std::fs::write(&junk, b"not a tarball at all").expect("write");
     let err = node.fails(&["images", "import", junk.to_str().expect("utf-8")]);
     assert!(err.contains("junk.tar"), "{err}");
+}
+
+/// On a disk above the GC threshold (as a CI machine once was), the agent
+/// deleted at its start an image imported a moment before, and the image of
+/// a pod still waiting for its volumes. Both stay now; what is old and unused
+/// goes.
+#[test]
+fn gc_spares_fresh_images_and_those_desired_pods_name() {
+    const MIN_AGE: Duration = Duration::from_secs(6);
+    let node = Node::new();
+    let manifests = node.manifests_dir();
+    let import = |name: &str| {
+        let marker = name.replace([':', '/', '.'], "-");
+        let archive = node.dir().join(format!("{marker}.tar"));
+        ImageBuilder::busybox()
+            .layer(Layer::files(&[(marker, "1")]))
+            .build()
+            .docker_archive(&archive, name);
+        node.ok(&["images", "import", archive.to_str().expect("utf-8")]);
+    };
+    let images = || node.ok(&["images", "ls", "-q"]);
+    let gone = |name: &str| {
+        node.wait_for(
+            &format!("GC removes {name}"),
+            Duration::from_secs(30),
+            || (!images().contains(name)).then_some(()),
+        )
+    };
+    let source = file_source(&manifests);
+    let min_age = format!("{}s", MIN_AGE.as_secs());
+    let args = [
+        "--source",
+        &source,
+        "--image-gc-high-threshold",
+        "1",
+        "--image-gc-low-threshold",
+        "0",
+        "--minimum-image-ttl-duration",
+        &min_age,
+    ];
+
+    // An old unused image goes at start; one imported just now stays.
+    import("example.com/test/stale:1");
+    std::thread::sleep(MIN_AGE + Duration::from_secs(1));
+    import("example.com/test/app:1");
+    let agent = node.spawn_agent(&args);
+    gone("example.com/test/stale:1");
+    assert!(
+        images().contains("example.com/test/app:1"),
+        "an image younger than the minimum age stays: {}",
+        images()
+    );
+
+    // A pod waiting for a ConfigMap has no container yet; its image is old
+    // by the next start, and stays all the same.
+    std::fs::write(
+        manifests.join("app.yaml"),
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+spec:
+  containers:
+  - name: app
+    image: example.com/test/app:1
+    command: ["sleep", "1000"]
+    volumeMounts:
+    - {name: config, mountPath: /config}
+  volumes:
+  - {name: config, configMap: {name: later}}
+"#,
+    )
+    .expect("write pod");
+    node.wait_for(
+        "pod app waiting for its volume",
+        Duration::from_secs(30),
+        || {
+            node.ok(&["get", "events", "-A"])
+                .contains("FailedMount")
+                .then_some(())
+        },
+    );
+    import("example.com/test/stale:2");
+    std::thread::sleep(MIN_AGE + Duration::from_secs(1));
+    agent.sigkill();
+    let _agent = node.spawn_agent(&args);
+    gone("example.com/test/stale:2");
+    assert!(
+        images().contains("example.com/test/app:1"),
+        "the image of a desired pod stays: {}",
+        images()
+    );
+    std::fs::write(
+        manifests.join("later.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: later\ndata:\n  a: b\n",
+    )
+    .expect("write configmap");
+    node.wait_for(
+        "pod app Running from its kept image",
+        Duration::from_secs(60),
+        || {
+            let pod: serde_json::Value =
+                serde_json::from_str(&node.ok(&["get", "pod", "app", "-o", "json"])).expect("json");
+            (pod["status"]["phase"] == "Running").then_some(())
+        },
+    );
 }

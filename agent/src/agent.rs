@@ -106,6 +106,9 @@ pub struct AgentArgs {
     /// Disk usage (percent) image GC brings the store back under.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub image_gc_low_threshold: u8,
+    /// Image GC spares images pulled or imported less than this long ago.
+    #[arg(long, default_value = "2m", value_parser = crate::cli::parse_duration)]
+    pub minimum_image_ttl_duration: Duration,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -163,6 +166,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let policy = GcPolicy {
         high_percent: args.image_gc_high_threshold,
         low_percent: args.image_gc_low_threshold,
+        min_age: args.minimum_image_ttl_duration,
     };
 
     import_airgap(&store, &dirs.state_dir.join("airgap")).await;
@@ -327,7 +331,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 wake = sync.apply(&desired, &mut manager);
             }
             _ = sleep_until(wake) => wake = sync.apply(&desired, &mut manager),
-            _ = gc_tick.tick() => collect_garbage(&store, &runtime, policy).await,
+            _ = gc_tick.tick() => collect_garbage(&store, &runtime, policy, manager.images()).await,
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -939,10 +943,20 @@ fn node_capacity() -> (u64, u64) {
     (cpus * 1000, memory)
 }
 
-async fn collect_garbage(store: &Store, runtime: &Runtime, policy: GcPolicy) {
+/// Image GC: what containers use and what desired pods name stay (a pod
+/// waiting for its volumes, or between restarts, must not lose its image when
+/// the registry is out of reach).
+async fn collect_garbage(
+    store: &Store,
+    runtime: &Runtime,
+    policy: GcPolicy,
+    desired_images: HashSet<String>,
+) {
     let (store, runtime) = (store.clone(), runtime.clone());
     let result = tokio::task::spawn_blocking(move || {
-        store.gc(policy, &InUse::from_records(runtime.records()))
+        let mut in_use = InUse::from_records(runtime.records());
+        in_use.images.extend(desired_images);
+        store.gc(policy, &in_use)
     })
     .await;
     match result {

@@ -32,8 +32,27 @@ pub fn pod_uid(pod: &Pod) -> String {
     crate::records::uid(&json)
 }
 
+/// The images a pod's containers (init, app and ephemeral) name, normalized as
+/// the image store keys them; names that do not parse are left out.
+fn pod_images(pod: &Pod) -> Vec<String> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let init = spec.init_containers.iter().flatten().map(|c| &c.image);
+    let app = spec.containers.iter().map(|c| &c.image);
+    let ephemeral = spec.ephemeral_containers.iter().flatten().map(|c| &c.image);
+    init.chain(app)
+        .chain(ephemeral)
+        .flatten()
+        .filter_map(|raw| raw.parse::<outpost_runtime::image::ImageRef>().ok())
+        .map(|r| r.to_string())
+        .collect()
+}
+
 struct Handle {
     key: ObjectKey,
+    /// The images the pod's containers name, as the image store keys them.
+    images: Vec<String>,
     command: watch::Sender<Command>,
     task: JoinHandle<()>,
 }
@@ -58,6 +77,14 @@ impl Manager {
     /// The uids of pods that have a worker.
     pub fn uids(&self) -> HashSet<String> {
         self.workers.keys().cloned().collect()
+    }
+
+    /// The images desired pods name (image GC keeps them).
+    pub fn images(&self) -> HashSet<String> {
+        self.workers
+            .values()
+            .flat_map(|h| h.images.iter().cloned())
+            .collect()
     }
 
     /// Whether a pod with this uid already runs (admission is not repeated).
@@ -91,6 +118,7 @@ impl Manager {
                 pod.metadata.namespace.as_deref().unwrap_or("default"),
                 pod.metadata.name.as_deref().unwrap_or_default(),
             );
+            let images = pod_images(&pod);
             let (tx, rx) = watch::channel(Command::Run);
             let task = tokio::spawn(worker::run(
                 self.shared.clone(),
@@ -102,6 +130,7 @@ impl Manager {
                 uid,
                 Handle {
                     key,
+                    images,
                     command: tx,
                     task,
                 },

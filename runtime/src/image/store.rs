@@ -453,7 +453,14 @@ impl Store {
             .iter()
             .map(|r| (r.name.to_string(), r.size()))
             .collect();
-        let victims = plan_gc(&images, &sizes, &in_use.images, usage, policy);
+        let victims = plan_gc(
+            &images,
+            &sizes,
+            &in_use.images,
+            usage,
+            policy,
+            jiff::Timestamp::now(),
+        );
         if victims.is_empty() {
             return Ok(victims);
         }
@@ -468,11 +475,15 @@ impl Store {
     }
 }
 
-/// When image GC runs and where it stops (the kubelet's defaults: 85 / 80).
+/// When image GC runs, where it stops and what it spares (the kubelet's
+/// defaults: 85 / 80 percent, images younger than 2 minutes).
 #[derive(Debug, Clone, Copy)]
 pub struct GcPolicy {
     pub high_percent: u8,
     pub low_percent: u8,
+    /// An image pulled or imported less than this long ago is never collected:
+    /// it is about to be used (the kubelet's `--minimum-image-ttl-duration`).
+    pub min_age: std::time::Duration,
 }
 
 impl Default for GcPolicy {
@@ -480,6 +491,7 @@ impl Default for GcPolicy {
         GcPolicy {
             high_percent: 85,
             low_percent: 80,
+            min_age: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -509,15 +521,24 @@ fn plan_gc(
     in_use: &HashSet<String>,
     usage: DiskUsage,
     policy: GcPolicy,
+    now: jiff::Timestamp,
 ) -> Vec<ImageRef> {
     if usage.total == 0 || usage.used * 100 <= usage.total * u64::from(policy.high_percent) {
         return Vec::new();
     }
     let target = usage.total * u64::from(policy.low_percent) / 100;
     let mut to_free = usage.used.saturating_sub(target);
+    let young = |r: &ImageRecord| {
+        // An unreadable time counts as old: it cannot hold an image forever.
+        r.created_at
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| now.duration_since(t).try_into().ok())
+            .is_some_and(|age: std::time::Duration| age < policy.min_age)
+    };
     let mut candidates: Vec<&ImageRecord> = images
         .iter()
-        .filter(|r| !r.pinned && !in_use.contains(&r.name.to_string()))
+        .filter(|r| !r.pinned && !in_use.contains(&r.name.to_string()) && !young(r))
         .collect();
     candidates.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     let mut victims = Vec::new();
@@ -591,10 +612,8 @@ mod tests {
         let sizes: BTreeMap<String, u64> =
             images.iter().map(|r| (r.name.to_string(), 100)).collect();
         let in_use: HashSet<String> = ["used".parse::<ImageRef>().expect("ref").to_string()].into();
-        let policy = GcPolicy {
-            high_percent: 85,
-            low_percent: 80,
-        };
+        let policy = GcPolicy::default();
+        let now: jiff::Timestamp = "2026-01-03T00:01:00Z".parse().expect("time");
         let check_with = |policy: GcPolicy, used: u64, want: &[&str]| {
             let got = plan_gc(
                 &images,
@@ -602,6 +621,7 @@ mod tests {
                 &in_use,
                 DiskUsage { total: 1000, used },
                 policy,
+                now,
             );
             let got: Vec<String> = got.iter().map(ToString::to_string).collect();
             let want: Vec<String> = want
@@ -615,15 +635,19 @@ mod tests {
         check(860, &["a"]);
         check(950, &["a", "b"]);
         check(1000, &["a", "b"]);
-        // Even aiming at 0%, the pinned image and the one a container uses stay.
-        check_with(
-            GcPolicy {
-                high_percent: 1,
-                low_percent: 0,
-            },
-            1000,
-            &["a", "b", "c"],
-        );
+        // Even aiming at 0%, the pinned image, the one a container uses and
+        // "c", stored a minute ago (younger than the minimum age), stay.
+        let everything = GcPolicy {
+            high_percent: 1,
+            low_percent: 0,
+            ..policy
+        };
+        check_with(everything, 1000, &["a", "b"]);
+        let no_min_age = GcPolicy {
+            min_age: std::time::Duration::ZERO,
+            ..everything
+        };
+        check_with(no_min_age, 1000, &["a", "b", "c"]);
     }
 
     #[test]
