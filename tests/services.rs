@@ -2,6 +2,7 @@
 //! host: ClusterIP from pods and the host, NodePort, hairpin, endpoints
 //! following readiness, refusals, and rules that follow the agent's state.
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -150,6 +151,26 @@ fn ruleset(node: &Node) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The table as `nft` prints it (no handles or counters), its sets, maps and
+/// chains sorted: `nft` prints them in the order they were made.
+fn rule_text(node: &Node) -> Vec<String> {
+    let out = node
+        .host
+        .command("nft")
+        .args(["list", "table", "ip", "outpost"])
+        .output()
+        .expect("nft");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let inside = text
+        .trim()
+        .strip_prefix("table ip outpost {")
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or_default();
+    let mut blocks: Vec<String> = inside.split("\n\n").map(|b| b.trim().to_owned()).collect();
+    blocks.sort();
+    blocks
+}
+
 fn pod_names(node: &Node) -> Vec<String> {
     let pods = json(node, &["get", "pods", "-l", "app=web", "-o", "json"]);
     pods["items"]
@@ -256,11 +277,38 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
     });
 
     // SIGKILL and a new agent: rules rebuilt, still served, same address.
+    // A connection open through the ClusterIP across the restart still gets
+    // its answer (conntrack keeps its translation; the new table breaks
+    // nothing), and the rule set comes back as it was.
+    let mut held = node.host.run_in(|| {
+        std::net::TcpStream::connect((cluster_ip.as_str(), 80)).expect("connect to the ClusterIP")
+    });
+    held.write_all(b"GET / HTTP/1.0\r\n")
+        .expect("half a request");
+    let rules_before = rule_text(&node);
+    assert!(
+        rules_before.len() > 10,
+        "a rule set to compare: {rules_before:?}"
+    );
     agent.sigkill();
     let agent = node.spawn_agent(&["--source", &source]);
     wait_for(&node, "endpoints after the restart", || {
         (ready_endpoints(&node, "web").len() == 2).then_some(())
     });
+    wait_for(&node, "the rule set rebuilt as it was", || {
+        (rule_text(&node) == rules_before).then_some(())
+    });
+    held.write_all(b"\r\n").expect("the rest of the request");
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reply = String::new();
+    held.read_to_string(&mut reply)
+        .expect("the held connection answers after the restart");
+    let body = reply.rsplit("\r\n\r\n").next().unwrap_or("").trim();
+    assert!(
+        expected.iter().any(|p| p == body),
+        "the held connection reached a backend: {reply:?}"
+    );
     let again = json(&node, &["get", "svc", "web", "-o", "json"]);
     assert_eq!(
         again["spec"]["clusterIP"],
