@@ -701,3 +701,93 @@ fn a_proxy_in_a_namespace_leaves_the_host_alone() {
         .expect("nft");
     assert_eq!(host_before.stdout, host_after.stdout);
 }
+
+/// A UDP server inside a namespace that answers each datagram with its own
+/// address; stopped on drop (by the [`Server`] it holds).
+struct UdpServer {
+    _server: Server,
+}
+
+impl UdpServer {
+    fn start(ns: &TestNs, at: &str) -> UdpServer {
+        let at: SocketAddr = at.parse().expect("address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready, bound) = std::sync::mpsc::channel();
+        let thread = ns.spawn(move || {
+            let socket = UdpSocket::bind(at).expect("bind");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            ready.send(()).expect("ready");
+            let mut buf = [0u8; 64];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(at.to_string().as_bytes(), from);
+                }
+            }
+        });
+        bound.recv().expect("server up");
+        UdpServer {
+            _server: Server {
+                stop,
+                thread: Some(thread),
+            },
+        }
+    }
+}
+
+#[test]
+fn a_udp_flow_leaves_an_endpoint_that_left_the_service() {
+    let ns = TestNs::new();
+    let _a = UdpServer::start(&ns, "10.99.0.2:5353");
+    let _b = UdpServer::start(&ns, "10.99.0.3:5353");
+    let dns = |endpoint: &str| Service {
+        namespace: "kube-system".to_string(),
+        name: "dns".to_string(),
+        cluster_ip: Some(ip("10.43.0.10")),
+        ports: vec![ServicePort {
+            name: "dns".to_string(),
+            protocol: Protocol::Udp,
+            port: 53,
+            node_port: None,
+            endpoints: vec![(ip(endpoint), 5353)],
+        }],
+        affinity: None,
+    };
+    // One client socket, so one source port and one conntrack entry, as a
+    // long-lived resolver or syslog sender has.
+    let (questions, inbox) = std::sync::mpsc::channel::<()>();
+    let (replies, answers) = std::sync::mpsc::channel::<String>();
+    let client = ns.spawn(move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        s.connect("10.43.0.10:53").expect("connect");
+        let mut buf = [0u8; 64];
+        while inbox.recv().is_ok() {
+            s.send(b"who?").expect("send");
+            let answer = match s.recv(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) => format!("error: {e}"),
+            };
+            replies.send(answer).expect("answer");
+        }
+    });
+    let ask = || {
+        questions.send(()).expect("ask");
+        answers.recv().expect("answer")
+    };
+
+    let mut proxy = ns.proxy(config());
+    proxy.sync(&[dns("10.99.0.2")], &[]).expect("sync");
+    assert_eq!(ask(), "10.99.0.2:5353");
+    assert_eq!(ask(), "10.99.0.2:5353", "the flow keeps its endpoint");
+    // The endpoint leaves (its server still answers, as a pod in its grace
+    // period would): the flow's next datagram goes to the new one.
+    let stats = proxy.sync(&[dns("10.99.0.3")], &[]).expect("sync");
+    assert_eq!(stats.stale_flows, 1, "{stats:?}");
+    assert_eq!(ask(), "10.99.0.3:5353");
+    drop(questions);
+    client.join().expect("client");
+}

@@ -211,3 +211,32 @@ impl Manager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_images_name_every_container_as_the_store_does() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "init", "image": "busybox"}],
+                "containers": [
+                    {"name": "app", "image": "example.com/app:1"},
+                    {"name": "bad", "image": "no spaces allowed"},
+                ],
+                "ephemeralContainers": [{"name": "debug", "image": "busybox:1.36"}],
+            },
+        }))
+        .expect("pod");
+        assert_eq!(
+            pod_images(&pod),
+            [
+                "docker.io/library/busybox:latest",
+                "example.com/app:1",
+                "docker.io/library/busybox:1.36",
+            ]
+        );
+    }
+}

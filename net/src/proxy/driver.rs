@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::conntrack::UdpFrontends;
 use super::model::{Cidr, Ruleset};
 use super::netlink::NetlinkTables;
 use super::plan::{self, Batch};
@@ -19,6 +20,9 @@ pub struct Proxy<T: Tables = NetlinkTables> {
     /// the first sync, after a refused one): the next sync replaces the
     /// whole table.
     kernel: Option<Ruleset>,
+    /// The UDP frontends as of the last conntrack cleanup; `None` before the
+    /// first one and after a failed one (the next sync cleans again).
+    udp: Option<UdpFrontends>,
 }
 
 /// What one [`Proxy::sync`] did.
@@ -41,6 +45,8 @@ pub struct SyncStats {
     pub plan_time: Duration,
     /// Time the kernel took to apply the transaction.
     pub commit_time: Duration,
+    /// UDP conntrack entries deleted because no rule leads there any more.
+    pub stale_flows: usize,
 }
 
 impl ProxyConfig {
@@ -105,6 +111,7 @@ impl<T: Tables> Proxy<T> {
             config,
             tables,
             kernel: None,
+            udp: None,
         })
     }
 
@@ -134,12 +141,39 @@ impl<T: Tables> Proxy<T> {
             conflicts,
             plan_time,
             commit_time: Duration::ZERO,
+            stale_flows: 0,
         };
-        if batch.is_empty() {
-            return Ok(stats);
+        if !batch.is_empty() {
+            self.apply(&batch, ruleset, &mut stats)?;
         }
+        // After the commit, so that the flows' next packets meet the new rules.
+        let frontends = UdpFrontends::of(&self.config, services, host_ports);
+        if !frontends.nothing_to_clean(self.udp.as_ref()) {
+            let all = frontends.clone().with_gone(self.udp.as_ref());
+            match self.tables.clear_stale_flows(&all) {
+                Ok(n) => {
+                    stats.stale_flows = n;
+                    self.udp = Some(frontends);
+                }
+                Err(e) => {
+                    // The rules are right; the flows idle out on their own.
+                    tracing::warn!(table = %self.config.table, error = %e, "stale UDP flows stay until the next sync");
+                    self.udp = None;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Commits `batch`; when the kernel refuses the changes, the whole table.
+    fn apply(
+        &mut self,
+        batch: &Batch,
+        ruleset: Ruleset,
+        stats: &mut SyncStats,
+    ) -> Result<(), ProxyError> {
         let started = Instant::now();
-        if let Err(e) = self.commit(&batch) {
+        if let Err(e) = self.commit(batch) {
             if batch.replaces_table() {
                 return Err(e);
             }
@@ -154,7 +188,7 @@ impl<T: Tables> Proxy<T> {
         }
         stats.commit_time = started.elapsed();
         self.kernel = Some(ruleset);
-        Ok(stats)
+        Ok(())
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), ProxyError> {
@@ -169,6 +203,7 @@ impl<T: Tables> Proxy<T> {
     /// already gone is fine. A later sync creates it again.
     pub fn remove(&mut self) -> Result<(), ProxyError> {
         self.kernel = None;
+        self.udp = None;
         self.tables.commit(&plan::remove(&self.config.table))
     }
 

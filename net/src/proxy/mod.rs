@@ -29,6 +29,9 @@
 //!   reset, ICMP port unreachable); `filter-output-post-dnat` and
 //!   `filter-forward` reject anything still addressed to the service range
 //!   after DNAT, so no service address ever follows the default route.
+//! - After each sync that changes UDP services, conntrack entries of UDP
+//!   flows translated to endpoints that are gone are deleted ([`Flow`],
+//!   [`UdpFrontends`]), as kube-proxy does.
 //! - `nat-postrouting` masquerades what the mark bit asks for (hairpin: a pod
 //!   reaching itself through a service; NodePort traffic from outside the pod
 //!   network), and pod traffic leaving the pod network
@@ -55,6 +58,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod conntrack;
 mod driver;
 pub mod model;
 mod netlink;
@@ -64,6 +68,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use conntrack::{Flow, UdpFrontends};
 pub use driver::{Proxy, SyncStats};
 pub use model::Ruleset;
 pub use netlink::NetlinkTables;
@@ -193,6 +198,14 @@ pub enum ProxyError {
         /// The errno, when the kernel gave one.
         errno: Option<i32>,
         /// What the kernel refused, operation by operation.
+        detail: String,
+    },
+    /// Conntrack could not be read or changed (stale UDP flows stay).
+    #[error("conntrack in {}: {detail}", netns.as_ref().map_or("this network namespace".to_string(), |p| p.display().to_string()))]
+    Conntrack {
+        /// The network namespace, if not the caller's.
+        netns: Option<PathBuf>,
+        /// What failed.
         detail: String,
     },
     /// The thread that owns the netlink socket is gone.

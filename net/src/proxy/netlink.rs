@@ -11,14 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use nlink::netlink::netfilter::{ConntrackEntry, ConntrackFilter, ConntrackStatus, IpProtocol};
 use nlink::netlink::nftables::{
     BaseChain, Chain as NlChain, ChainName, CmpOp, CtState, DynsetExpr, DynsetOp, Expr, Family,
     FibFlags, FibResult, FilterHook, LookupExpr, MetaKey, NatHook, NumgenKind, PacketField,
     PayloadBase, Priority, RawMessage, Register, Rule as NlRule, Set as NlSet, SetElement,
     SetKeyType, Transaction, Verdict, NFTA_TABLE_NAME, NFT_MSG_NEWTABLE,
 };
-use nlink::netlink::{Connection, Nftables};
+use nlink::netlink::{Connection, Netfilter, Nftables};
 
+use super::conntrack::{Flow, UdpFrontends};
 use super::model::{BaseHook, ChainKind, Hook, Key, KeyType, Rule, SetSpec, Stmt};
 use super::plan::{Batch, Op};
 use super::tables::Tables;
@@ -36,13 +38,18 @@ const SEND_BUFFER: usize = 64 << 20;
 /// `RTN_LOCAL`: what `fib daddr type` gives for a local address.
 const RTN_LOCAL: u32 = 2;
 
-type Reply = mpsc::Sender<Result<(), ProxyError>>;
+/// What the socket's thread is asked to do, with where the answer goes.
+enum Request {
+    Commit(Batch, mpsc::Sender<Result<(), ProxyError>>),
+    ClearFlows(UdpFrontends, mpsc::Sender<Result<usize, String>>),
+}
 
 /// nftables through netlink, in one network namespace.
 #[derive(Debug)]
 pub struct NetlinkTables {
     table: String,
-    requests: Option<mpsc::Sender<(Batch, Reply)>>,
+    netns: Option<PathBuf>,
+    requests: Option<mpsc::Sender<Request>>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -56,7 +63,7 @@ impl NetlinkTables {
             netns: netns.clone(),
             source,
         };
-        let (requests, inbox) = mpsc::channel::<(Batch, Reply)>();
+        let (requests, inbox) = mpsc::channel::<Request>();
         let (ready_tx, ready) = mpsc::channel::<Result<(), std::io::Error>>();
         let target = netns.clone();
         let worker = std::thread::Builder::new()
@@ -66,6 +73,7 @@ impl NetlinkTables {
         match ready.recv() {
             Ok(Ok(())) => Ok(NetlinkTables {
                 table: table.to_string(),
+                netns,
                 requests: Some(requests),
                 worker: Some(worker),
             }),
@@ -84,15 +92,30 @@ impl NetlinkTables {
     }
 }
 
-impl Tables for NetlinkTables {
-    fn commit(&mut self, batch: &Batch) -> Result<(), ProxyError> {
+impl NetlinkTables {
+    /// Sends a request to the socket's thread and waits for its answer.
+    fn ask<T>(&self, request: impl FnOnce(mpsc::Sender<T>) -> Request) -> Result<T, ProxyError> {
         let gone = || ProxyError::Worker {
             table: self.table.clone(),
         };
         let requests = self.requests.as_ref().ok_or_else(gone)?;
         let (reply, answer) = mpsc::channel();
-        requests.send((batch.clone(), reply)).map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
+        requests.send(request(reply)).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())
+    }
+}
+
+impl Tables for NetlinkTables {
+    fn commit(&mut self, batch: &Batch) -> Result<(), ProxyError> {
+        self.ask(|reply| Request::Commit(batch.clone(), reply))?
+    }
+
+    fn clear_stale_flows(&mut self, frontends: &UdpFrontends) -> Result<usize, ProxyError> {
+        self.ask(|reply| Request::ClearFlows(frontends.clone(), reply))?
+            .map_err(|detail| ProxyError::Conntrack {
+                netns: self.netns.clone(),
+                detail,
+            })
     }
 }
 
@@ -110,7 +133,7 @@ impl Drop for NetlinkTables {
 fn serve(
     netns: Option<PathBuf>,
     ready: mpsc::Sender<Result<(), std::io::Error>>,
-    inbox: mpsc::Receiver<(Batch, Reply)>,
+    inbox: mpsc::Receiver<Request>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -123,15 +146,18 @@ fn serve(
             return;
         }
     };
-    let connection = {
-        // nlink registers the socket with the runtime it is created in.
+    let connections = {
+        // nlink registers the sockets with the runtime they are created in.
         let _entered = runtime.enter();
         match &netns {
-            Some(path) => Connection::<Nftables>::new_in(path.as_path()),
-            None => Connection::<Nftables>::new(),
+            Some(path) => Connection::<Nftables>::new_in(path.as_path())
+                .and_then(|n| Ok((n, Connection::<Netfilter>::new_in(path.as_path())?))),
+            None => {
+                Connection::<Nftables>::new().and_then(|n| Ok((n, Connection::<Netfilter>::new()?)))
+            }
         }
     };
-    let connection = match connection {
+    let (connection, conntrack) = match connections {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(std::io::Error::other(e.to_string())));
@@ -151,10 +177,56 @@ fn serve(
     if ready.send(Ok(())).is_err() {
         return;
     }
-    while let Ok((batch, reply)) = inbox.recv() {
-        let result = runtime.block_on(commit(&connection, &batch));
-        let _ = reply.send(result);
+    while let Ok(request) = inbox.recv() {
+        match request {
+            Request::Commit(batch, reply) => {
+                let _ = reply.send(runtime.block_on(commit(&connection, &batch)));
+            }
+            Request::ClearFlows(frontends, reply) => {
+                let result = runtime.block_on(clear_stale_flows(&conntrack, &frontends));
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+        }
     }
+}
+
+/// Dumps the UDP entries (the kernel filters by protocol) and deletes the
+/// stale ones; one that went meanwhile is no error.
+async fn clear_stale_flows(
+    conntrack: &Connection<Netfilter>,
+    frontends: &UdpFrontends,
+) -> nlink::netlink::Result<usize> {
+    let udp = ConntrackFilter::new()
+        .family(nlink::netlink::types::AddressFamily::Inet)
+        .proto(IpProtocol::Udp);
+    let mut deleted = 0;
+    for entry in conntrack.get_conntrack_matching(&udp).await? {
+        if !flow(&entry).is_some_and(|f| frontends.is_stale(&f)) {
+            continue;
+        }
+        match conntrack.del_conntrack_entry(&entry).await {
+            Ok(()) => deleted += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+/// The parts of an IPv4 UDP entry the cleanup reads; `None` for any other.
+fn flow(entry: &ConntrackEntry) -> Option<Flow> {
+    let v4 = |ip: Option<std::net::IpAddr>, port: Option<u16>| match (ip?, port?) {
+        (std::net::IpAddr::V4(ip), port) => Some(std::net::SocketAddrV4::new(ip, port)),
+        _ => None,
+    };
+    Some(Flow {
+        orig_src: v4(entry.orig.src_ip, entry.orig.src_port)?,
+        orig_dst: v4(entry.orig.dst_ip, entry.orig.dst_port)?,
+        reply_src: v4(entry.reply.src_ip, entry.reply.src_port)?,
+        dst_nat: entry
+            .status
+            .is_some_and(|s| ConntrackStatus::from_bits(s).contains(ConntrackStatus::DST_NAT)),
+    })
 }
 
 async fn commit(connection: &Connection<Nftables>, batch: &Batch) -> Result<(), ProxyError> {

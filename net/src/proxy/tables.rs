@@ -1,13 +1,17 @@
 //! Where batches go: a small trait, so the proxy's logic is tested without
 //! a kernel and the netlink crate stays behind one implementation.
 
+use super::conntrack::{Flow, UdpFrontends};
 use super::plan::Batch;
 use super::ProxyError;
 
-/// Applies batches to nftables.
+/// Applies batches to nftables, and clears the conntrack entries they leave stale.
 pub trait Tables {
     /// Applies `batch` as one atomic transaction: all of it or nothing.
     fn commit(&mut self, batch: &Batch) -> Result<(), ProxyError>;
+
+    /// Deletes the UDP conntrack entries `frontends` finds stale; how many went.
+    fn clear_stale_flows(&mut self, frontends: &UdpFrontends) -> Result<usize, ProxyError>;
 }
 
 /// A fake that records every batch, and refuses the next ones on request.
@@ -19,6 +23,10 @@ pub struct RecordingTables {
     pub refused: Vec<Batch>,
     /// How many of the next commits to refuse.
     pub refuse_next: usize,
+    /// The UDP flows "in the kernel": stale ones go at each cleanup.
+    pub flows: Vec<Flow>,
+    /// How many cleanups ran.
+    pub cleanups: usize,
 }
 
 impl Tables for RecordingTables {
@@ -36,5 +44,12 @@ impl Tables for RecordingTables {
         }
         self.committed.push(batch.clone());
         Ok(())
+    }
+
+    fn clear_stale_flows(&mut self, frontends: &UdpFrontends) -> Result<usize, ProxyError> {
+        self.cleanups += 1;
+        let before = self.flows.len();
+        self.flows.retain(|f| !frontends.is_stale(f));
+        Ok(before - self.flows.len())
     }
 }

@@ -909,3 +909,95 @@ pub(crate) fn many_services(n: u32, endpoints: u32) -> Vec<Service> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------
+// Stale UDP flows.
+
+fn sock(s: &str) -> std::net::SocketAddrV4 {
+    s.parse().expect("test socket address")
+}
+
+fn flow(orig_dst: &str, reply_src: &str) -> Flow {
+    Flow {
+        orig_src: sock("10.42.0.2:40000"),
+        orig_dst: sock(orig_dst),
+        reply_src: sock(reply_src),
+        dst_nat: orig_dst != reply_src,
+    }
+}
+
+/// A DNS-like UDP service (ClusterIP and NodePort) and a UDP hostPort.
+fn udp_sample(endpoints: &[(&str, u16)]) -> (Vec<Service>, Vec<HostPort>) {
+    let mut dns = service(
+        "kube-system",
+        "dns",
+        Some("10.43.0.10"),
+        vec![
+            port("dns", Protocol::Udp, 53, endpoints),
+            port("dns-tcp", Protocol::Tcp, 53, endpoints),
+        ],
+    );
+    dns.ports[0].node_port = Some(30053);
+    let syslog = HostPort {
+        protocol: Protocol::Udp,
+        host_ip: None,
+        host_port: 514,
+        pod_ip: ip("10.42.0.20"),
+        container_port: 5514,
+    };
+    (vec![dns], vec![syslog])
+}
+
+#[test]
+fn udp_flows_to_gone_endpoints_are_stale_and_no_others() {
+    let (services, hosts) = udp_sample(&[("10.42.0.5", 53), ("10.42.0.6", 53)]);
+    let frontends = UdpFrontends::of(&config(), &services, &hosts);
+    let stale = |f: Flow| frontends.is_stale(&f);
+    // ClusterIP: to a live endpoint, to a gone one, never translated.
+    assert!(!stale(flow("10.43.0.10:53", "10.42.0.5:53")));
+    assert!(stale(flow("10.43.0.10:53", "10.42.0.7:53")));
+    assert!(stale(flow("10.43.0.10:53", "10.43.0.10:53")));
+    // The right address on the wrong port is another endpoint.
+    assert!(stale(flow("10.43.0.10:53", "10.42.0.5:5353")));
+    // No Service there (deleted, or from before a restart).
+    assert!(stale(flow("10.43.9.9:53", "10.42.0.5:53")));
+    // NodePort and hostPort, on whatever node address.
+    assert!(!stale(flow("192.168.1.10:30053", "10.42.0.6:53")));
+    assert!(stale(flow("192.168.1.10:30053", "10.42.0.9:53")));
+    assert!(!stale(flow("192.168.1.10:514", "10.42.0.20:5514")));
+    assert!(stale(flow("192.168.1.10:514", "10.42.0.21:5514")));
+    // Not the proxy's: an untranslated flow to port 514 elsewhere, a pod's
+    // flow to the outside world.
+    assert!(!stale(flow("203.0.113.1:514", "203.0.113.1:514")));
+    assert!(!stale(flow("192.0.2.53:53", "192.0.2.53:53")));
+}
+
+#[test]
+fn syncs_clear_stale_udp_flows_when_udp_services_change() {
+    let mut p = proxy();
+    let (services, hosts) = udp_sample(&[("10.42.0.5", 53), ("10.42.0.6", 53)]);
+    let to_5 = flow("10.43.0.10:53", "10.42.0.5:53");
+    let to_6 = flow("10.43.0.10:53", "10.42.0.6:53");
+    let from_before = flow("10.43.7.7:53", "10.42.0.99:53");
+    let syslog = flow("192.168.1.10:514", "10.42.0.20:5514");
+    p.tables_mut().flows = vec![to_5, to_6, from_before, syslog];
+
+    // The first sync cleans what an earlier run left.
+    assert_eq!(p.sync(&services, &hosts).expect("sync").stale_flows, 1);
+    assert_eq!(p.tables().flows, [to_5, to_6, syslog]);
+    // Nothing UDP changed: no conntrack dump at all.
+    p.sync(&services, &hosts).expect("sync");
+    assert_eq!(p.tables().cleanups, 1);
+    // An endpoint leaves: its flows go, the other's stay.
+    let (fewer, _) = udp_sample(&[("10.42.0.5", 53)]);
+    assert_eq!(p.sync(&fewer, &hosts).expect("sync").stale_flows, 1);
+    assert_eq!(p.tables().flows, [to_5, syslog]);
+    // The hostPort pod and the Service go: so do their flows.
+    assert_eq!(p.sync(&[], &[]).expect("sync").stale_flows, 2);
+    assert!(p.tables().flows.is_empty());
+    // A TCP-only change never dumps conntrack.
+    let cleanups = p.tables().cleanups;
+    p.sync(&many_services(3, 2), &[]).expect("sync");
+    p.sync(&many_services(3, 3), &[]).expect("sync");
+    assert_eq!(p.tables().cleanups, cleanups);
+}
