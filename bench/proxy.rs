@@ -139,6 +139,7 @@ fn services() -> Vec<Service> {
                         .collect(),
                 }],
                 affinity: None,
+                external_local: false,
             }
         })
         .collect()

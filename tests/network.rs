@@ -196,7 +196,7 @@ fn ok(cmd: &mut std::process::Command) {
 }
 
 #[test]
-fn pod_traffic_leaving_the_node_is_masqueraded() {
+fn pod_egress_and_cluster_node_ports_are_masqueraded_local_ones_keep_the_client() {
     let (node, manifests) = node();
     // "Outside": another namespace behind a link of the test host, with no
     // route back to the pod range, so only masqueraded traffic can return.
@@ -253,4 +253,56 @@ fn pod_traffic_leaving_the_node_is_masqueraded() {
         String::from_utf8_lossy(&got.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&got.stdout), "outside\n");
+
+    // NodePorts from outside: with externalTrafficPolicy Cluster the pod sees
+    // the node's address (masqueraded), with Local the client's own.
+    std::fs::write(manifests.join("node-ports.yaml"), NODE_PORTS).expect("write");
+    let from_outside = |port: u16| {
+        let out = outside
+            .command("busybox")
+            .args(["wget", "-qO-", &format!("http://192.0.2.1:{port}/")])
+            .output()
+            .expect("wget from outside");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let client_seen = |port: u16| {
+        let before = node.ok(&["logs", "alpha"]).len();
+        let answer = wait_for(&node, &format!("NodePort {port} from outside"), || {
+            from_outside(port)
+        });
+        assert_eq!(answer, "alpha\n");
+        node.ok(&["logs", "alpha"])[before..].to_owned()
+    };
+    let cluster = client_seen(30080);
+    assert!(
+        cluster.contains(":10.42.0.1]:") && !cluster.contains("192.0.2.2"),
+        "Cluster policy: the pod should see the node's address:\n{cluster}"
+    );
+    let local = client_seen(30081);
+    assert!(
+        local.contains(":192.0.2.2]:"),
+        "Local policy: the pod should see the client's address:\n{local}"
+    );
 }
+
+/// Two NodePorts to the `app: web` pods, one per externalTrafficPolicy.
+const NODE_PORTS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web-cluster}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30081}]
+"#;

@@ -214,6 +214,7 @@ fn web(endpoints: &[&str]) -> Service {
             endpoints: endpoints.iter().map(|e| (ip(e), 8080)).collect(),
         }],
         affinity: None,
+        external_local: false,
     }
 }
 
@@ -239,6 +240,7 @@ fn empty() -> Service {
             },
         ],
         affinity: None,
+        external_local: false,
     }
 }
 
@@ -754,6 +756,7 @@ fn a_udp_flow_leaves_an_endpoint_that_left_the_service() {
             endpoints: vec![(ip(endpoint), 5353)],
         }],
         affinity: None,
+        external_local: false,
     };
     // One client socket, so one source port and one conntrack entry, as a
     // long-lived resolver or syslog sender has.

@@ -381,6 +381,8 @@ pub fn proxy_service(svc: &Service, assigned: &Assigned, pods: &[Pod]) -> Option
         cluster_ip: Some(cluster_ip),
         ports,
         affinity,
+        // Validation allows it only on externally reachable Services.
+        external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
     })
 }
 

@@ -134,6 +134,9 @@ pub struct Service {
     pub ports: Vec<ServicePort>,
     /// Session affinity by client IP, with this timeout.
     pub affinity: Option<Duration>,
+    /// `externalTrafficPolicy: Local`: NodePort traffic from outside keeps
+    /// its client address (not masqueraded).
+    pub external_local: bool,
 }
 
 /// One port of a service.

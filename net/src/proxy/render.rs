@@ -479,22 +479,23 @@ impl<'a> Renderer<'a> {
 
         if let Some(np) = node_port {
             let external = name("external-", &base);
-            // From outside the pod network: the reply must come back through
-            // this node to be un-NATed, so the source becomes the node's.
-            self.chain(
-                &external,
-                None,
-                vec![
-                    rule([
-                        Stmt::Saddr {
-                            net: self.pod_cidr,
-                            negate: true,
-                        },
-                        Stmt::Jump(MARK_FOR_MASQUERADE.to_string()),
-                    ]),
-                    rule([Stmt::Goto(service_chain)]),
-                ],
-            );
+            // From outside the pod network (externalTrafficPolicy Cluster):
+            // the source becomes the node's, as kube-proxy does, so replies
+            // come back through whichever node translated. With Local the
+            // client's address stays: every endpoint is on this node, whose
+            // bridge is the pods' default route, so replies pass here anyway.
+            let mut rules = Vec::new();
+            if !service.external_local {
+                rules.push(rule([
+                    Stmt::Saddr {
+                        net: self.pod_cidr,
+                        negate: true,
+                    },
+                    Stmt::Jump(MARK_FOR_MASQUERADE.to_string()),
+                ]));
+            }
+            rules.push(rule([Stmt::Goto(service_chain)]));
+            self.chain(&external, None, rules);
             self.element(SERVICE_NODEPORTS, Key::ProtoPort(proto, np), Some(external));
         }
     }

@@ -40,6 +40,7 @@ fn service(ns: &str, name: &str, cluster_ip: Option<&str>, ports: Vec<ServicePor
         cluster_ip: cluster_ip.map(ip),
         ports,
         affinity: None,
+        external_local: false,
     }
 }
 
@@ -905,6 +906,7 @@ pub(crate) fn many_services(n: u32, endpoints: u32) -> Vec<Service> {
                     endpoints: eps,
                 }],
                 affinity: None,
+                external_local: false,
             }
         })
         .collect()
@@ -1000,4 +1002,38 @@ fn syncs_clear_stale_udp_flows_when_udp_services_change() {
     p.sync(&many_services(3, 2), &[]).expect("sync");
     p.sync(&many_services(3, 3), &[]).expect("sync");
     assert_eq!(p.tables().cleanups, cleanups);
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_the_client_address() {
+    let (_, mut services, _) = sample();
+    let external = |r: &Rendered| -> Vec<String> {
+        let name = chains_named(&r.ruleset, "external-")
+            .into_iter()
+            .find(|n| n.contains("default/web/"))
+            .expect("web's external chain")
+            .clone();
+        r.ruleset.chains[&name]
+            .rules
+            .iter()
+            .map(|rule| rule.to_string())
+            .collect()
+    };
+    let cluster = render(&config(), &services, &[]);
+    assert_eq!(external(&cluster).len(), 2);
+    assert!(
+        external(&cluster)[0].ends_with("jump mark-for-masquerade"),
+        "{:?}",
+        external(&cluster)
+    );
+    services[0].external_local = true;
+    let local = render(&config(), &services, &[]);
+    let rules = external(&local);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].starts_with("goto service-"), "{rules:?}");
+    // Hairpin still masquerades: a pod reaching itself through its NodePort.
+    let endpoint = chains_named(&local.ruleset, "endpoint-")[0].clone();
+    assert!(local.ruleset.chains[&endpoint].rules[0]
+        .to_string()
+        .ends_with("jump mark-for-masquerade"));
 }
