@@ -131,6 +131,7 @@ fn services() -> Vec<Service> {
                     protocol: Protocol::Tcp,
                     port: 80,
                     node_port: None,
+                    load_balancer: false,
                     endpoints: (0..ENDPOINTS)
                         .map(|e| {
                             let [_, a, b, c] = (i * ENDPOINTS + e + 1).to_be_bytes();

@@ -60,6 +60,22 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 8090, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb2}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 8090, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: nobody}
 spec:
   selector: {app: nobody}
@@ -187,7 +203,9 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
     let manifests = node.manifests_dir();
     std::fs::write(manifests.join("web.yaml"), MANIFESTS).expect("write");
     let source = file_source(&manifests);
-    let agent = node.spawn_agent(&["--source", &source]);
+    // The bridge's address stands in for the node's (LoadBalancer ingress).
+    let args = ["--source", &source, "--node-ip", "10.42.0.1"];
+    let agent = node.spawn_agent(&args);
     wait_for(&node, "the Deployment published", || {
         node.outpost(&["get", "deploy", "web"])
             .status
@@ -225,6 +243,23 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
     assert_eq!(
         answers(|| from_host(&node, "http://10.42.0.1:30080/"), 20),
         expected
+    );
+
+    // A LoadBalancer answers at its own port on the node, as k3s's ServiceLB
+    // does, and says so in its status; a second one on that port is pending.
+    assert_eq!(
+        answers(|| from_host(&node, "http://10.42.0.1:8090/"), 20),
+        expected
+    );
+    let lb = json(&node, &["get", "svc", "web-lb", "-o", "json"]);
+    assert_eq!(
+        lb["status"]["loadBalancer"]["ingress"],
+        serde_json::json!([{"ip": "10.42.0.1", "ipMode": "VIP"}])
+    );
+    let pending = json(&node, &["get", "svc", "web-lb2", "-o", "json"]);
+    assert!(
+        pending["status"]["loadBalancer"]["ingress"].is_null(),
+        "{pending}"
     );
 
     // A container hostPort answers on the node's addresses.
@@ -291,7 +326,7 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
         "a rule set to compare: {rules_before:?}"
     );
     agent.sigkill();
-    let agent = node.spawn_agent(&["--source", &source]);
+    let agent = node.spawn_agent(&args);
     wait_for(&node, "endpoints after the restart", || {
         (ready_endpoints(&node, "web").len() == 2).then_some(())
     });

@@ -228,17 +228,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let proxy = outpost_net::proxy::Proxy::open(
-        outpost_net::proxy::ProxyConfig {
-            table: PROXY_TABLE.into(),
-            service_cidr: svc_config.service_cidr(),
-            pod_cidr: args.pod_cidr,
-            bridge: outpost_net::bridge::DEFAULT_NAME.into(),
-            node_ips: Vec::new(),
-        },
-        None,
-    )
-    .context("open the service proxy")?;
+    let proxy_config = outpost_net::proxy::ProxyConfig {
+        table: PROXY_TABLE.into(),
+        service_cidr: svc_config.service_cidr(),
+        pod_cidr: args.pod_cidr,
+        bridge: outpost_net::bridge::DEFAULT_NAME.into(),
+        node_ips: Vec::new(),
+    };
+    let proxy = outpost_net::proxy::Proxy::open(proxy_config.clone(), None)
+        .context("open the service proxy")?;
     let proxy = spawn_proxy(proxy, events.clone(), node_name.clone());
     let node_ips: Vec<std::net::Ipv4Addr> = args
         .node_ip
@@ -262,6 +260,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             store: svc_store,
             allocations: svc_allocations,
             node_ips,
+            proxy_config,
             published: HashSet::new(),
             proxy,
             sent: None,
@@ -369,6 +368,8 @@ struct ServiceSync {
     store: crate::services::Store,
     allocations: crate::services::Allocations,
     node_ips: Vec<std::net::Ipv4Addr>,
+    /// The proxy's configuration (to foresee its port claims).
+    proxy_config: outpost_net::proxy::ProxyConfig,
     /// Services and EndpointSlices published.
     published: HashSet<ObjectKey>,
     proxy: std::sync::mpsc::Sender<ProxyInput>,
@@ -565,15 +566,42 @@ impl Sync {
             .into_iter()
             .filter_map(|p| serde_json::from_value(p).ok())
             .collect();
+        let live: Vec<_> = services
+            .iter()
+            .filter_map(|(service, source)| {
+                let id = crate::services::ServiceKey::of(service);
+                let a = assigned.get(&id)?;
+                Some((*service, *source, id, a))
+            })
+            .collect();
+        let proxied: Vec<_> = live
+            .iter()
+            .filter_map(|(service, _, _, a)| proxy_service(service, a, &pods))
+            .collect();
+        let host_ports = host_ports(&pods);
+        // A LoadBalancer whose port another Service holds on the node gets no
+        // ingress (k3s's ServiceLB leaves it pending). The proxy renders the
+        // same input, so this is the claim it will make.
+        let pending: HashSet<(String, String)> = if proxied
+            .iter()
+            .flat_map(|s| &s.ports)
+            .any(|p| p.load_balancer)
+        {
+            outpost_net::proxy::render(&svc.proxy_config, &proxied, &host_ports)
+                .conflicts
+                .into_iter()
+                .filter(|c| c.load_balancer)
+                .filter_map(|c| c.dropped_service)
+                .collect()
+        } else {
+            HashSet::new()
+        };
         let mut keys = HashSet::new();
-        let mut proxied = Vec::new();
-        for (service, source) in services {
-            let id = crate::services::ServiceKey::of(service);
-            let Some(a) = assigned.get(&id) else {
-                continue;
-            };
-            let mut object = serde_json::to_value(published(service, a, &svc.node_ips))
-                .unwrap_or_else(|_| json!({}));
+        for (service, source, id, a) in live {
+            let pending = pending.contains(&(id.namespace.clone(), id.name.clone()));
+            let node_ips = if pending { &[][..] } else { &svc.node_ips[..] };
+            let mut object =
+                serde_json::to_value(published(service, a, node_ips)).unwrap_or_else(|_| json!({}));
             object["metadata"]["annotations"][SOURCE_ANNOTATION] = json!(source);
             let key = ObjectKey::namespaced("Service", &id.namespace, &id.name);
             self.state.upsert(key.clone(), object);
@@ -587,13 +615,12 @@ impl Sync {
                 self.state.upsert(key.clone(), object);
                 keys.insert(key);
             }
-            proxied.extend(proxy_service(service, a, &pods));
         }
         for key in svc.published.difference(&keys) {
             self.state.delete(key);
         }
         svc.published = keys;
-        let input = (proxied, host_ports(&pods));
+        let input = (proxied, host_ports);
         if svc.sent.as_ref() != Some(&input) {
             let _ = svc.proxy.send(input.clone());
             svc.sent = Some(input);

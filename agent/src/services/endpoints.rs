@@ -361,6 +361,7 @@ pub fn proxy_service(svc: &Service, assigned: &Assigned, pods: &[Pod]) -> Option
                 protocol: key.protocol,
                 port: key.port,
                 node_port: assigned.node_ports.get(&key).copied(),
+                load_balancer: ServiceType::of(svc) == ServiceType::LoadBalancer,
                 endpoints: ready.into_iter().collect(),
             })
         })

@@ -150,6 +150,9 @@ pub struct ServicePort {
     pub port: u16,
     /// The NodePort, if any.
     pub node_port: Option<u16>,
+    /// A LoadBalancer port: also served at `port` on the node's addresses,
+    /// as k3s's ServiceLB does.
+    pub load_balancer: bool,
     /// Ready endpoints: address and target port.
     pub endpoints: Vec<(Ipv4Addr, u16)>,
 }

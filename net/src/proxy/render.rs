@@ -85,6 +85,10 @@ pub struct Conflict {
     pub kept: String,
     /// Who was left out.
     pub dropped: String,
+    /// The Service left out (namespace, name), when it was one.
+    pub dropped_service: Option<(String, String)>,
+    /// What was left out is a LoadBalancer's port on the node's addresses.
+    pub load_balancer: bool,
 }
 
 impl fmt::Display for Conflict {
@@ -366,32 +370,46 @@ impl<'a> Renderer<'a> {
         };
         let proto = port.protocol;
         let key = (cluster_ip, proto, port.port);
+        let dropped_service = Some((service.namespace.clone(), service.name.clone()));
         if let Some(kept) = self.cluster_owner.get(&key) {
             self.conflicts.push(Conflict {
                 what: format!("{cluster_ip}:{}/{proto}", port.port),
                 kept: kept.to_string(),
                 dropped: who().to_string(),
+                dropped_service,
+                load_balancer: false,
             });
             return;
         }
         self.cluster_owner.insert(key, who());
-        let node_port = match port.node_port {
-            Some(np) => match self.node_port_owner.get(&(proto, np)) {
-                Some(kept) => {
-                    self.conflicts.push(Conflict {
-                        what: format!("nodePort {np}/{proto}"),
-                        kept: kept.to_string(),
-                        dropped: who().to_string(),
-                    });
-                    None
-                }
+        // The ports this service port answers on at the node's addresses:
+        // its NodePort, and for a LoadBalancer its own port (k3s's
+        // ServiceLB). The first service to claim one keeps it.
+        let claims = port
+            .node_port
+            .map(|np| (np, false))
+            .into_iter()
+            .chain(port.load_balancer.then_some((port.port, true)));
+        let mut node_ports = Vec::new();
+        for (np, load_balancer) in claims {
+            match self.node_port_owner.get(&(proto, np)) {
+                Some(kept) => self.conflicts.push(Conflict {
+                    what: if load_balancer {
+                        format!("load balancer port {np}/{proto}")
+                    } else {
+                        format!("nodePort {np}/{proto}")
+                    },
+                    kept: kept.to_string(),
+                    dropped: who().to_string(),
+                    dropped_service: dropped_service.clone(),
+                    load_balancer,
+                }),
                 None => {
                     self.node_port_owner.insert((proto, np), who());
-                    Some(np)
+                    node_ports.push(np);
                 }
-            },
-            None => None,
-        };
+            }
+        }
 
         let endpoints: BTreeSet<(Ipv4Addr, u16)> = port.endpoints.iter().copied().collect();
         let reject = Some(REJECT.to_string());
@@ -401,8 +419,12 @@ impl<'a> Renderer<'a> {
                 Key::AddrProtoPort(cluster_ip, proto, port.port),
                 reject.clone(),
             );
-            if let Some(np) = node_port {
-                self.element(NO_ENDPOINT_NODEPORTS, Key::ProtoPort(proto, np), reject);
+            for np in node_ports {
+                self.element(
+                    NO_ENDPOINT_NODEPORTS,
+                    Key::ProtoPort(proto, np),
+                    reject.clone(),
+                );
             }
             return;
         }
@@ -477,7 +499,7 @@ impl<'a> Renderer<'a> {
             Some(service_chain.clone()),
         );
 
-        if let Some(np) = node_port {
+        if !node_ports.is_empty() {
             let external = name("external-", &base);
             // From outside the pod network (externalTrafficPolicy Cluster):
             // the source becomes the node's, as kube-proxy does, so replies
@@ -496,7 +518,13 @@ impl<'a> Renderer<'a> {
             }
             rules.push(rule([Stmt::Goto(service_chain)]));
             self.chain(&external, None, rules);
-            self.element(SERVICE_NODEPORTS, Key::ProtoPort(proto, np), Some(external));
+            for np in node_ports {
+                self.element(
+                    SERVICE_NODEPORTS,
+                    Key::ProtoPort(proto, np),
+                    Some(external.clone()),
+                );
+            }
         }
     }
 
@@ -526,11 +554,27 @@ impl<'a> Renderer<'a> {
                     })
                     .map(|(_, pod)| *pod)
             });
+            let what = format!("hostPort {}/{}", hp.host_port, hp.protocol);
+            let dropped = format!("hostPort of {}", hp.pod_ip);
             if let Some(kept) = clash {
                 self.conflicts.push(Conflict {
-                    what: format!("hostPort {}/{}", hp.host_port, hp.protocol),
+                    what,
                     kept: format!("hostPort of {kept}"),
-                    dropped: format!("hostPort of {}", hp.pod_ip),
+                    dropped,
+                    dropped_service: None,
+                    load_balancer: false,
+                });
+                continue;
+            }
+            // A NodePort or load balancer port is matched first, on every
+            // node address: the hostPort would never see a packet.
+            if let Some(kept) = self.node_port_owner.get(&(hp.protocol, hp.host_port)) {
+                self.conflicts.push(Conflict {
+                    what,
+                    kept: kept.to_string(),
+                    dropped,
+                    dropped_service: None,
+                    load_balancer: false,
                 });
                 continue;
             }

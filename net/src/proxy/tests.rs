@@ -29,6 +29,7 @@ fn port(name: &str, protocol: Protocol, port: u16, endpoints: &[(&str, u16)]) ->
         protocol,
         port,
         node_port: None,
+        load_balancer: false,
         endpoints: endpoints.iter().map(|(a, p)| (ip(a), *p)).collect(),
     }
 }
@@ -903,6 +904,7 @@ pub(crate) fn many_services(n: u32, endpoints: u32) -> Vec<Service> {
                     protocol: Protocol::Tcp,
                     port: 80,
                     node_port: None,
+                    load_balancer: false,
                     endpoints: eps,
                 }],
                 affinity: None,
@@ -1036,4 +1038,73 @@ fn external_traffic_policy_local_keeps_the_client_address() {
     assert!(local.ruleset.chains[&endpoint].rules[0]
         .to_string()
         .ends_with("jump mark-for-masquerade"));
+}
+
+#[test]
+fn load_balancer_ports_answer_on_the_node_and_the_first_claim_wins() {
+    let lb = |name: &str, cluster_ip: &str, node_port: u16, endpoints: &[(&str, u16)]| {
+        let mut s = service(
+            "ns",
+            name,
+            Some(cluster_ip),
+            vec![port("http", Protocol::Tcp, 80, endpoints)],
+        );
+        s.ports[0].node_port = Some(node_port);
+        s.ports[0].load_balancer = true;
+        s
+    };
+    let a = lb("a", "10.43.0.9", 30001, &[("10.42.0.2", 8080)]);
+    let b = lb("b", "10.43.0.10", 30002, &[("10.42.0.3", 8080)]);
+    let empty = lb("c", "10.43.0.11", 30003, &[]);
+    let host_port = HostPort {
+        protocol: Protocol::Tcp,
+        host_ip: None,
+        host_port: 80,
+        pod_ip: ip("10.42.0.4"),
+        container_port: 80,
+    };
+    let r = render(&config(), &[b, empty, a], &[host_port]);
+    // a (first by name) holds port 80 on the node; its NodePort goes to the
+    // same external chain.
+    let external = chains_named(&r.ruleset, "external-")
+        .into_iter()
+        .find(|n| n.contains("ns/a/"))
+        .expect("a's external chain")
+        .clone();
+    assert_eq!(
+        elements(&r.ruleset, "service-nodeports"),
+        [
+            format!("tcp . 80 : goto {external}"),
+            format!("tcp . 30001 : goto {external}"),
+            format!(
+                "tcp . 30002 : goto {}",
+                chains_named(&r.ruleset, "external-")
+                    .into_iter()
+                    .find(|n| n.contains("ns/b/"))
+                    .expect("b's external chain")
+            ),
+        ]
+    );
+    assert_eq!(
+        elements(&r.ruleset, "no-endpoint-nodeports"),
+        ["tcp . 30003 : goto reject-chain"]
+    );
+    // b and c lose port 80 (Pending, as with ServiceLB); the hostPort too.
+    let lost: Vec<(Option<(String, String)>, bool)> = r
+        .conflicts
+        .iter()
+        .map(|c| (c.dropped_service.clone(), c.load_balancer))
+        .collect();
+    assert_eq!(
+        lost,
+        [
+            (Some(("ns".to_string(), "b".to_string())), true),
+            (Some(("ns".to_string(), "c".to_string())), true),
+            (None, false),
+        ],
+        "{:?}",
+        r.conflicts
+    );
+    assert_eq!(r.conflicts[2].kept, "ns/a:http");
+    assert!(r.ruleset.chains["hostports"].rules.is_empty());
 }
