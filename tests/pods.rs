@@ -649,3 +649,102 @@ fn a_reboot_with_the_upstream_gone_brings_every_pod_back() {
     assert!(e.contains(&url), "{e}");
     agent.stop();
 }
+
+/// The node's arch as its `kubernetes.io/arch` label says it.
+fn node_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[test]
+fn pods_this_node_does_not_fit_stay_pending() {
+    let (node, manifests) = node();
+    let manifest = |name: &str, placement: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{placement}  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sleep, \"1000\"]\n")
+    };
+    let arch_in = |arch: &str| {
+        format!("  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchExpressions:\n          - {{key: kubernetes.io/arch, operator: In, values: [{arch}]}}\n")
+    };
+    std::fs::write(
+        manifests.join("ssd.yaml"),
+        manifest("ssd", "  nodeSelector: {disk: ssd}\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        manifests.join("other.yaml"),
+        manifest("other", &arch_in("s390x")),
+    )
+    .expect("write");
+    std::fs::write(
+        manifests.join("hdd.yaml"),
+        manifest("hdd", "  nodeSelector: {disk: hdd}\n"),
+    )
+    .expect("write");
+    std::fs::write(manifests.join("ds.yaml"), DAEMON_SET_ELSEWHERE).expect("write");
+    let agent = node.spawn_agent(&[
+        "--source",
+        &file_source(&manifests),
+        "--node-label",
+        "disk=ssd",
+    ]);
+
+    // A --node-label satisfies a nodeSelector.
+    running(&node, "ssd");
+    // A selector or affinity this node does not meet: Pending, as the
+    // scheduler leaves it, with its reason; nothing runs for it.
+    for name in ["other", "hdd"] {
+        let p = wait_for(&node, &format!("{name} Pending"), || pod(&node, name));
+        assert_eq!(p["status"]["phase"], "Pending", "{p}");
+        assert_eq!(condition(&p, "PodScheduled"), "False", "{p}");
+        assert!(p["spec"]["nodeName"].is_null(), "{p}");
+    }
+    let e = events(&node);
+    assert!(
+        e.contains("FailedScheduling") && e.contains("didn't match Pod's node affinity/selector"),
+        "{e}"
+    );
+    let ds: Value =
+        serde_json::from_str(&node.ok(&["get", "ds", "agent", "-o", "json"])).expect("ds json");
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 0, "{ds}");
+    assert!(pods(&node)
+        .iter()
+        .all(|p| p["metadata"]["labels"]["app"] != "agent"));
+    let ps: Value = serde_json::from_str(&node.ok(&["ctr", "ps", "-o", "json"])).expect("ps json");
+    assert_eq!(ps.as_array().map(Vec::len), Some(1), "only ssd runs: {ps}");
+
+    // Fixed to this node's arch, the pod runs; a removed one goes.
+    std::fs::write(
+        manifests.join("other.yaml"),
+        manifest("other", &arch_in(node_arch())),
+    )
+    .expect("write");
+    running(&node, "other");
+    std::fs::remove_file(manifests.join("hdd.yaml")).expect("remove");
+    wait_for(&node, "hdd gone", || pod_absent(&node, "hdd").then_some(()));
+    agent.stop();
+}
+
+/// A DaemonSet for nodes of another arch.
+const DAEMON_SET_ELSEWHERE: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms:
+            - matchExpressions:
+              - {key: kubernetes.io/arch, operator: In, values: [s390x]}
+      containers:
+      - name: main
+        image: example.com/test/busybox:1
+        command: [sleep, "1000"]
+"#;

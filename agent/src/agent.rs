@@ -6,7 +6,7 @@
 //! clean what a crash left, tell systemd it is ready, then follow the sources.
 //! On SIGTERM the agent exits and leaves every pod running for the next agent.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -82,6 +82,10 @@ pub struct AgentArgs {
     /// This node's IP, reported as hostIP (and podIP of hostNetwork pods).
     #[arg(long)]
     pub node_ip: Option<String>,
+    /// A label of this node, key=value, for nodeSelector and node affinity
+    /// (k3s's flag); repeatable.
+    #[arg(long = "node-label", value_parser = parse_node_label)]
+    pub node_labels: Vec<(String, String)>,
     /// The cluster's pod network; this node takes one /24 of it (--node-pod-cidr).
     #[arg(long, default_value = "10.42.0.0/16", value_parser = parse_cidr)]
     pub pod_cidr: (std::net::Ipv4Addr, u8),
@@ -248,9 +252,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let mut sync = Sync {
         state: state.clone(),
         events: events.clone(),
-        node: node_info(&node_name),
+        node: node_info(&node_name, &args.node_labels),
         objects: objects_tx,
         reported: HashSet::new(),
+        unschedulable: HashMap::new(),
         store: records_store,
         records,
         published: HashSet::new(),
@@ -358,6 +363,8 @@ struct Sync {
     published: HashSet<ObjectKey>,
     /// The pods of the last records persisted.
     controller_pods: Vec<Pod>,
+    /// Pods that fit no node, published Pending (key → uid).
+    unschedulable: HashMap<ObjectKey, String>,
     services: ServiceSync,
 }
 
@@ -485,6 +492,7 @@ impl Sync {
 
         // Pods: admission for new ones (existing ones were admitted already).
         let mut admitted: BTreeMap<String, Pod> = BTreeMap::new();
+        let mut unschedulable = HashMap::new();
         for pod in pods {
             // Bound to this node, as the kubelet's static pods are; the uid
             // hashes the node name too, so two agents on one machine (tests)
@@ -506,6 +514,17 @@ impl Sync {
                     .annotations
                     .get_or_insert_with(Default::default)
                     .insert(SOURCE_ANNOTATION.into(), (*source).to_owned());
+            }
+            // No scheduler here: a pod this node does not fit stays Pending,
+            // as with a single-node cluster's scheduler.
+            let fits = pod
+                .spec
+                .as_ref()
+                .is_some_and(|s| controllers::node_fit::fits(s, &self.node));
+            if !manager.has(&uid) && !fits {
+                self.publish_unschedulable(&key, &uid, &pod);
+                unschedulable.insert(key, uid);
+                continue;
             }
             if !manager.has(&uid) {
                 if let Err(message) = self.admit(
@@ -529,9 +548,61 @@ impl Sync {
             }
             admitted.insert(uid, pod);
         }
+        // Before the workers start: one may publish a pod of the same name.
+        for (key, uid) in &self.unschedulable {
+            let ours = self
+                .state
+                .get(key)
+                .is_some_and(|p| p["metadata"]["uid"] == uid.as_str());
+            if ours && unschedulable.get(key) != Some(uid) {
+                self.state.delete(key);
+            }
+        }
+        self.unschedulable = unschedulable;
         manager.sync(admitted);
         self.sync_services(&services, published);
         wake
+    }
+
+    /// Publishes a pod that fits no node as the API server shows one the
+    /// scheduler cannot place: Pending, PodScheduled=False, with a
+    /// FailedScheduling event the first time.
+    fn publish_unschedulable(&self, key: &ObjectKey, uid: &str, pod: &Pod) {
+        let current = self.state.get(key);
+        if current
+            .as_ref()
+            .is_some_and(|p| p["metadata"]["uid"] == uid)
+        {
+            return;
+        }
+        if self.unschedulable.get(key).map(String::as_str) != Some(uid) {
+            self.events.record(
+                &Involved::object(key),
+                EventType::Warning,
+                "FailedScheduling",
+                controllers::node_fit::UNSCHEDULABLE,
+            );
+        }
+        let mut object = serde_json::to_value(pod).unwrap_or_else(|_| json!({}));
+        object["apiVersion"] = json!("v1");
+        object["kind"] = json!("Pod");
+        object["metadata"]["uid"] = json!(uid);
+        // Not placed on a node, so not bound to this one either.
+        if let Some(spec) = object.get_mut("spec").and_then(|s| s.as_object_mut()) {
+            spec.remove("nodeName");
+        }
+        object["status"] = json!({
+            "phase": "Pending",
+            "conditions": [{
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": controllers::node_fit::UNSCHEDULABLE,
+                "lastTransitionTime": crate::events::now(),
+            }],
+            "qosClass": crate::pods::lifecycle::qos_class(pod),
+        });
+        self.state.upsert(key.clone(), object);
     }
 
     /// Allocates addresses, publishes Services and their EndpointSlices from
@@ -786,6 +857,21 @@ fn spawn_proxy(
     tx
 }
 
+/// `key=value`, each valid as a Kubernetes label's.
+fn parse_node_label(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not key=value"))?;
+    let problems: Vec<String> = crate::manifest::qualified_name(key)
+        .into_iter()
+        .chain(crate::manifest::label_value(value))
+        .collect();
+    if !problems.is_empty() {
+        return Err(format!("{s:?}: {}", problems.join("; ")));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
 /// `10.42.0.0/16`.
 fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
     let (ip, len) = s
@@ -873,7 +959,8 @@ async fn sleep_until(at: Option<jiff::Timestamp>) {
 }
 
 /// This node as DaemonSet node selectors see it (the well-known labels).
-fn node_info(name: &str) -> NodeInfo {
+/// This node's name and labels: the well-known ones, then `--node-label`s.
+fn node_info(name: &str, extra: &[(String, String)]) -> NodeInfo {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -892,6 +979,7 @@ fn node_info(name: &str) -> NodeInfo {
         labels: labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain(extra.iter().cloned())
             .collect(),
     }
 }

@@ -1,5 +1,5 @@
 //! DaemonSets on this node: one pod when the node matches the pod
-//! template's `nodeSelector`, none otherwise. A template change replaces the
+//! template's `nodeSelector` and required node affinity, none otherwise. A template change replaces the
 //! pod as the RollingUpdate strategy says (`maxSurge: 0`: the old pod goes
 //! first; `maxSurge: 1`: the new one becomes available first); `OnDelete`
 //! leaves the old pod running.
@@ -43,17 +43,13 @@ pub struct DaemonPod {
     pub generation: i64,
 }
 
-/// Whether this node is one the DaemonSet's pods go to (`nodeSelector`).
+/// Whether this node is one the DaemonSet's pods go to (`nodeSelector` and
+/// required node affinity).
 fn node_matches(ds: &DaemonSet, node: &NodeInfo) -> bool {
-    let selector = ds
-        .spec
+    ds.spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.node_selector.as_ref());
-    selector
-        .into_iter()
-        .flatten()
-        .all(|(k, v)| node.labels.get(k) == Some(v))
+        .is_some_and(|spec| super::node_fit::fits(spec, node))
 }
 
 pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {

@@ -15,6 +15,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod job;
+pub mod node_fit;
 mod replicaset;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,7 +138,7 @@ impl PodView {
     }
 }
 
-/// This node, as DaemonSet node selectors see it.
+/// This node, as node selectors and node affinity see it.
 #[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
     pub name: String,

@@ -40,6 +40,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use admission::{apply_limit_ranges, check_quota};
+pub(crate) use validate::names::{label_value, qualified_name};
 
 use crate::state::ObjectKey;
 use validate::FieldError;
