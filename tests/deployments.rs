@@ -118,17 +118,6 @@ fn wait_for<T>(node: &Node, what: &str, f: impl FnMut() -> Option<T>) -> T {
     node.wait_for(what, Duration::from_secs(90), f)
 }
 
-/// Waits until the agent has read its source and publishes `kind name`
-/// (READY comes before the first bundle is read).
-fn published(node: &Node, kind: &str, name: &str) {
-    wait_for(node, &format!("{kind} {name} published"), || {
-        node.outpost(&["get", kind, name])
-            .status
-            .success()
-            .then_some(())
-    });
-}
-
 /// The image of the Deployment's pods, each pod's.
 fn pod_images(node: &Node) -> Vec<String> {
     items(node, "pods")
@@ -201,8 +190,8 @@ impl ReadySampler {
 fn a_deployment_rolls_forward_stalls_and_rolls_back() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), web(3, 0)).expect("write manifest");
+    // READY comes once the source was read: the Deployment is there at once.
     let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
-    published(&node, "deploy", "web");
 
     let status = node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     assert!(
@@ -391,7 +380,6 @@ fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("web.yaml"), web(3, 2)).expect("write manifest");
     let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
-    published(&node, "deploy", "web");
     node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
 
     assert_eq!(
@@ -447,7 +435,6 @@ fn scale_follows_and_a_killed_agent_finishes_the_rollout_without_duplicates() {
     let records = node.state_dir().join("controllers.json");
     std::fs::write(&records, "{\"replicaSets\": [garbage").expect("corrupt");
     let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
-    published(&node, "deploy", "web");
     node.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     let events = node.ok(&["get", "events", "-A"]);
     assert!(events.contains("ControllerStateLost"), "{events}");
@@ -597,7 +584,6 @@ fn workload_verbs_refuse_objects_of_a_remote_source() {
         &url,
         "--allow-http-source",
     ]);
-    published(&node, "deploy", "remote");
     for args in [
         &["scale", "deployment/remote", "--replicas=3"][..],
         &[

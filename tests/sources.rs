@@ -212,3 +212,60 @@ fn only_signed_bundles_are_applied() {
     drop(upstream);
     agent.stop();
 }
+
+/// An HTTP upstream in the node's test host that holds each answer for
+/// `delay` (`None`: never answers), then serves `body`.
+fn slow_upstream(node: &Node, delay: Option<Duration>, body: String) -> String {
+    let listener = node
+        .host
+        .run_in(|| std::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let Some(delay) = delay else {
+                held.push(conn);
+                continue;
+            };
+            std::thread::sleep(delay);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/bundle.yaml")
+}
+
+#[test]
+fn ready_waits_for_the_first_read_but_not_for_a_silent_upstream() {
+    // READY=1 means the sources were read: what the upstream declares is
+    // there, without waiting for it.
+    let node = Node::with_busybox(IMAGE);
+    let slow = slow_upstream(&node, Some(Duration::from_millis(1500)), pod_yaml("slow"));
+    let agent = node.spawn_agent(&["--source", &slow, "--allow-http-source"]);
+    let got = node.outpost(&["get", "pod", "slow"]);
+    assert!(
+        got.status.success(),
+        "pod slow not there at READY: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    agent.stop();
+
+    // An upstream that accepts and never answers delays READY a little, not
+    // until its timeout: the last good state is served meanwhile.
+    let silent = slow_upstream(&node, None, String::new());
+    let started = Instant::now();
+    let _agent = node.spawn_agent(&["--source", &silent, "--allow-http-source"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "READY waited {:?} for a silent upstream",
+        started.elapsed()
+    );
+}

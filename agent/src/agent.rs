@@ -38,6 +38,10 @@ use crate::state::{ClusterState, ObjectKey};
 const ORPHAN_MIN_AGE: Duration = Duration::from_secs(30);
 /// Pod status changes within this window make one controller run.
 const CONTROLLER_DEBOUNCE: Duration = Duration::from_millis(20);
+/// Exists when br_netfilter is loaded (bridged traffic meets netfilter).
+const BRIDGE_NF_SYSCTL: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+/// How long the agent waits for its sources' first reads before it is ready.
+const FIRST_READ_WAIT: Duration = Duration::from_secs(5);
 /// How often image GC checks the disk.
 const GC_INTERVAL: Duration = Duration::from_secs(300);
 /// Kinds the agent publishes as they are declared (pods get a live status instead).
@@ -218,9 +222,20 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     )
     .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
     let (svc_store, svc_allocations, lost_services) = crate::services::alloc::load(&dirs.state_dir);
+    // Without br_netfilter the kernel bridges a Service pod's reply to a
+    // client pod on this node straight past the proxy's NAT: it never
+    // arrives. Loading modules is the host's business; say so loudly.
+    let bridge_netfilter = (!std::path::Path::new(BRIDGE_NF_SYSCTL).exists()).then(|| {
+        format!(
+            "{BRIDGE_NF_SYSCTL} is missing: the br_netfilter module is not loaded, so pods \
+             reaching a Service whose pod is on this node get no answer; load it \
+             (modprobe br_netfilter) and restart the agent"
+        )
+    });
     for (reason, problem) in [
         ("ControllerStateLost", lost_controllers),
         ("ServiceStateLost", lost_services),
+        ("BridgeNetfilterMissing", bridge_netfilter),
     ] {
         if let Some(problem) = problem {
             tracing::error!("{problem}");
@@ -290,11 +305,32 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     drop(tx);
 
+    // Ready once every source was read (or found unreachable), so what a
+    // caller applied before starting the agent is there when it asks; an
+    // upstream that is slow to answer delays it FIRST_READ_WAIT at most.
+    let node = Involved::node(&node_name);
+    let mut unread: HashSet<String> = args.sources.iter().cloned().collect();
+    let deadline = tokio::time::Instant::now() + FIRST_READ_WAIT;
+    while !unread.is_empty() {
+        let Ok(Some(update)) = tokio::time::timeout_at(deadline, updates.recv()).await else {
+            break;
+        };
+        unread.remove(update.source());
+        if let Some(w) = on_update(
+            update,
+            &mut desired,
+            &mut sync,
+            &mut manager,
+            &events,
+            &node,
+        ) {
+            wake = w;
+        }
+    }
     let status = format!("{} pods", manager.uids().len());
     if let Err(e) = notify(&[Notify::Ready, Notify::Status(&status)]) {
         tracing::warn!("sd_notify: {e}");
     }
-    let node = Involved::node(&node_name);
     let mut gc_tick = tokio::time::interval(GC_INTERVAL);
     // Controllers look again when a pod changes (debounced) or at their wake-up time.
     let mut pods_changed = false;
@@ -302,26 +338,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     loop {
         tokio::select! {
             update = updates.recv() => match update {
-                Some(SourceUpdate::Bundle(bundle)) => {
-                    let files: Vec<BundleFile> = bundle.files.into_iter().map(|f| BundleFile { name: f.name, content: f.content }).collect();
-                    match desired.apply(&bundle.source, &bundle.version, files) {
-                        Ok(true) => {
-                            events.record(&node, EventType::Normal, "BundleApplied", &format!("applied {} (version {})", bundle.source, bundle.version));
-                            wake = sync.apply(&desired, &mut manager);
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            for problem in &e.problems {
-                                events.record(&node, EventType::Warning, "BundleRejected", &format!("{}: {problem}; the last good state keeps running", bundle.source));
-                            }
-                        }
+                Some(update) => {
+                    if let Some(w) = on_update(update, &mut desired, &mut sync, &mut manager, &events, &node) {
+                        wake = w;
                     }
-                }
-                Some(SourceUpdate::Unreachable { source, error, retry_in }) => {
-                    events.record(&node, EventType::Warning, "SourceUnreachable", &format!("{source}: {error}; retrying in {}s", retry_in.as_secs()));
-                }
-                Some(SourceUpdate::Refused { source, error }) => {
-                    events.record(&node, EventType::Warning, "BundleRefused", &format!("{source}: {error}; the last good state keeps running"));
                 }
                 None => std::future::pending::<()>().await,
             },
@@ -947,6 +967,72 @@ async fn pod_network(
 }
 
 /// Sleeps until `at`; forever when `None`.
+/// Applies what a source sent; the controllers' next wake-up time when the
+/// desired state changed.
+fn on_update(
+    update: SourceUpdate,
+    desired: &mut Desired,
+    sync: &mut Sync,
+    manager: &mut Manager,
+    events: &Recorder,
+    node: &Involved,
+) -> Option<Option<jiff::Timestamp>> {
+    match update {
+        SourceUpdate::Bundle(bundle) => {
+            let files: Vec<BundleFile> = bundle
+                .files
+                .into_iter()
+                .map(|f| BundleFile {
+                    name: f.name,
+                    content: f.content,
+                })
+                .collect();
+            match desired.apply(&bundle.source, &bundle.version, files) {
+                Ok(true) => {
+                    events.record(
+                        node,
+                        EventType::Normal,
+                        "BundleApplied",
+                        &format!("applied {} (version {})", bundle.source, bundle.version),
+                    );
+                    return Some(sync.apply(desired, manager));
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    for problem in &e.problems {
+                        events.record(
+                            node,
+                            EventType::Warning,
+                            "BundleRejected",
+                            &format!(
+                                "{}: {problem}; the last good state keeps running",
+                                bundle.source
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        SourceUpdate::Unreachable {
+            source,
+            error,
+            retry_in,
+        } => events.record(
+            node,
+            EventType::Warning,
+            "SourceUnreachable",
+            &format!("{source}: {error}; retrying in {}s", retry_in.as_secs()),
+        ),
+        SourceUpdate::Refused { source, error } => events.record(
+            node,
+            EventType::Warning,
+            "BundleRefused",
+            &format!("{source}: {error}; the last good state keeps running"),
+        ),
+    }
+    None
+}
+
 async fn sleep_until(at: Option<jiff::Timestamp>) {
     match at {
         Some(at) => {

@@ -63,6 +63,8 @@ pub struct Manager {
     workers: HashMap<String, Handle>,
     /// Workers told to delete their pod, until they are done.
     leaving: Vec<Handle>,
+    /// A sync ran: pods new from now on have no containers to re-adopt.
+    synced: bool,
 }
 
 impl Manager {
@@ -71,6 +73,7 @@ impl Manager {
             shared,
             workers: HashMap::new(),
             leaving: Vec::new(),
+            synced: false,
         }
     }
 
@@ -120,12 +123,14 @@ impl Manager {
             );
             let images = pod_images(&pod);
             let (tx, rx) = watch::channel(Command::Run);
-            let task = tokio::spawn(worker::run(
-                self.shared.clone(),
-                Arc::new(pod),
-                uid.clone(),
-                rx,
-            ));
+            let worker = worker::Worker::new(self.shared.clone(), Arc::new(pod), uid.clone());
+            // A pod is there as soon as it is desired (Pending, containers
+            // being created), as the API server shows it; only pods of the
+            // first sync may be running already and wait for re-adoption.
+            if self.synced {
+                worker.publish();
+            }
+            let task = tokio::spawn(worker::run(worker, rx));
             self.workers.insert(
                 uid,
                 Handle {
@@ -136,6 +141,7 @@ impl Manager {
                 },
             );
         }
+        self.synced = true;
     }
 
     /// Removes what pods that no longer exist left behind: containers in the

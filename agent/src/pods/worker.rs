@@ -136,13 +136,7 @@ pub enum Command {
 }
 
 /// Runs a pod until told otherwise.
-pub async fn run(
-    shared: Arc<Shared>,
-    pod: Arc<Pod>,
-    uid: String,
-    mut stop: watch::Receiver<Command>,
-) {
-    let mut worker = Worker::new(shared, pod, uid);
+pub async fn run(mut worker: Worker, mut stop: watch::Receiver<Command>) {
     worker.adopt().await;
     let mut exits = worker.shared.exits.subscribe();
     let mut objects = worker.shared.objects.clone();
@@ -175,7 +169,7 @@ pub async fn run(
     }
 }
 
-struct Worker {
+pub struct Worker {
     shared: Arc<Shared>,
     pod: Arc<Pod>,
     uid: String,
@@ -190,7 +184,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(shared: Arc<Shared>, pod: Arc<Pod>, uid: String) -> Worker {
+    pub fn new(shared: Arc<Shared>, pod: Arc<Pod>, uid: String) -> Worker {
         let ns = pod
             .metadata
             .namespace
@@ -850,7 +844,7 @@ impl Worker {
     }
 
     /// Publishes the pod with its status.
-    fn publish(&self) {
+    pub fn publish(&self) {
         let observed = |s: &Slot| Observed {
             name: s.spec.name.clone(),
             image: s.spec.image.clone().unwrap_or_default(),

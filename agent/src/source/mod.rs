@@ -56,6 +56,18 @@ pub enum SourceUpdate {
     Refused { source: String, error: String },
 }
 
+impl SourceUpdate {
+    /// The source it comes from, as the user wrote it.
+    pub fn source(&self) -> &str {
+        match self {
+            SourceUpdate::Bundle(b) => &b.source,
+            SourceUpdate::Unreachable { source, .. } | SourceUpdate::Refused { source, .. } => {
+                source
+            }
+        }
+    }
+}
+
 /// One configured source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceConfig {
