@@ -465,6 +465,19 @@ spec:
 ---
 apiVersion: batch/v1
 kind: Job
+metadata: {name: shards}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: work, image: example.com/test/web:1, command: [sh, -c, 'echo "shard $JOB_COMPLETION_INDEX on $(hostname)"']}
+---
+apiVersion: batch/v1
+kind: Job
 metadata: {name: doomed}
 spec:
   backoffLimit: 1
@@ -531,6 +544,35 @@ fn jobs_complete_or_stop_at_their_backoff_limit_and_a_daemon_set_runs_here() {
             .lines()
             .any(|l| l.starts_with("batch ") && l.contains("3/3")),
         "{table}"
+    );
+
+    // An Indexed Job: each pod knows its index (env, hostname, label).
+    let shards = wait_for(&node, "the Indexed Job complete", || {
+        let job = json(&node, &["get", "job", "shards", "-o", "json"]);
+        condition(&job, "Complete").map(|_| job)
+    });
+    assert_eq!(shards["status"]["completedIndexes"], "0-2");
+    let mut said: Vec<String> = items(&node, "pods")
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["job-name"] == "shards")
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().expect("name").to_owned();
+            let index = p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+                .as_str()
+                .expect("index label")
+                .to_owned();
+            assert!(name.starts_with(&format!("shards-{index}-")), "{name}");
+            node.ok(&["logs", &name])
+        })
+        .collect();
+    said.sort();
+    assert_eq!(
+        said,
+        [
+            "shard 0 on shards-0\n",
+            "shard 1 on shards-1\n",
+            "shard 2 on shards-2\n"
+        ]
     );
 
     let doomed = wait_for(&node, "the doomed Job failed", || {

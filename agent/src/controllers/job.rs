@@ -1,5 +1,6 @@
-//! The Job controller (non-indexed Jobs): pods up to `parallelism` until
-//! `completions` succeed; failures retried with the Job back-off (10 s,
+//! The Job controller: pods up to `parallelism` until `completions` succeed
+//! (Indexed: until each index 0..completions has succeeded once, each pod
+//! told its index as Kubernetes does); failures retried with the Job back-off (10 s,
 //! doubling, at most 6 min) until `backoffLimit`; `activeDeadlineSeconds`
 //! ends the Job; `suspend` holds it. Finished pods stay, as Kubernetes keeps
 //! them, until the Job goes.
@@ -55,7 +56,13 @@ pub struct JobPod {
     /// Container restarts counted as failures (`restartPolicy: OnFailure`).
     #[serde(default)]
     pub restarts: i32,
+    /// Its completion index (Indexed Jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<i32>,
 }
+
+/// The label and annotation that carry an Indexed Job pod's index.
+const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
 impl JobRecord {
     fn finished(&self) -> bool {
@@ -120,11 +127,25 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                 }
             }
         }
-        let succeeded = record
+        let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+        let completions = spec.completions.unwrap_or(1);
+        // Indexed: the indexes that succeeded (once each counts).
+        let completed: BTreeSet<i32> = record
             .pods
             .iter()
             .filter(|p| p.outcome.as_deref() == Some("Succeeded"))
-            .count() as i32;
+            .filter_map(|p| p.index)
+            .filter(|i| (0..completions).contains(i))
+            .collect();
+        let succeeded = if indexed {
+            completed.len() as i32
+        } else {
+            record
+                .pods
+                .iter()
+                .filter(|p| p.outcome.as_deref() == Some("Succeeded"))
+                .count() as i32
+        };
         let failed = record
             .pods
             .iter()
@@ -242,10 +263,27 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                 if now_ms >= ready_at {
                     let mut taken = super::taken_names(&plan.records, world, &ns);
                     taken.extend(record.pods.iter().map(|p| p.pod.name.clone()));
+                    // Indexed: the lowest indexes neither done nor running.
+                    let running: BTreeSet<i32> = record
+                        .pods
+                        .iter()
+                        .filter(|p| p.outcome.is_none())
+                        .filter_map(|p| p.index)
+                        .collect();
+                    let mut free =
+                        (0..completions).filter(|i| !completed.contains(i) && !running.contains(i));
                     let mut created = Vec::new();
                     for _ in active..wanted {
+                        let index = if indexed { free.next() } else { None };
+                        if indexed && index.is_none() {
+                            break;
+                        }
+                        let prefix = match index {
+                            Some(i) => format!("{name}-{i}"),
+                            None => name.clone(),
+                        };
                         let pod_name =
-                            new_pod_name(&name, &record.uid, &mut record.pod_counter, &taken);
+                            new_pod_name(&prefix, &record.uid, &mut record.pod_counter, &taken);
                         taken.insert(pod_name.clone());
                         created.push(pod_name.clone());
                         record.pods.push(JobPod {
@@ -255,6 +293,7 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                             },
                             outcome: None,
                             restarts: 0,
+                            index,
                         });
                     }
                     for pod_name in created {
@@ -299,13 +338,12 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                 active += 1;
                 ready += i32::from(world.pod(&ns, &p.pod.name).is_some_and(|v| v.ready));
             }
-            pods.push(pod_from_template(
-                &spec.template,
-                &ns,
-                &p.pod.name,
-                &labels,
-                owner.clone(),
-            ));
+            let mut pod =
+                pod_from_template(&spec.template, &ns, &p.pod.name, &labels, owner.clone());
+            if let Some(index) = p.index {
+                tell_index(&mut pod, &name, index);
+            }
+            pods.push(pod);
         }
         let mut status = json!({
             "active": active,
@@ -314,6 +352,9 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
             "failed": failed,
             "terminating": 0,
         });
+        if indexed {
+            status["completedIndexes"] = json!(index_ranges(&completed));
+        }
         if let Some(start) = record.start_ms {
             status["startTime"] = time(start);
         }
@@ -339,4 +380,64 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
         }
     }
     plan.records.jobs.retain(|k, _| live.contains(k));
+}
+
+/// What the Job controller gives an Indexed Job's pod: its index as label and
+/// annotation, the hostname `<job>-<index>`, and `JOB_COMPLETION_INDEX` in
+/// every container's environment (from the annotation, as Kubernetes does).
+fn tell_index(pod: &mut k8s_openapi::api::core::v1::Pod, job: &str, index: i32) {
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+    let value = index.to_string();
+    for map in [&mut pod.metadata.labels, &mut pod.metadata.annotations] {
+        map.get_or_insert_with(Default::default)
+            .insert(INDEX_KEY.to_owned(), value.clone());
+    }
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    spec.hostname = Some(format!("{job}-{index}"));
+    let env = EnvVar {
+        name: "JOB_COMPLETION_INDEX".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: format!("metadata.annotations['{INDEX_KEY}']"),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let init = spec.init_containers.iter_mut().flatten();
+    for c in init.chain(spec.containers.iter_mut()) {
+        let vars = c.env.get_or_insert_with(Vec::new);
+        if !vars.iter().any(|v| v.name == env.name) {
+            vars.push(env.clone());
+        }
+    }
+}
+
+/// `status.completedIndexes`: `1,3-5,7`.
+pub(super) fn index_ranges(indexes: &BTreeSet<i32>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(i32, i32)> = None;
+    for &i in indexes {
+        run = match run {
+            Some((start, end)) if i == end + 1 => Some((start, i)),
+            Some(done) => {
+                out.push(range(done));
+                Some((i, i))
+            }
+            None => Some((i, i)),
+        };
+    }
+    out.extend(run.map(range));
+    out.join(",")
+}
+
+fn range((start, end): (i32, i32)) -> String {
+    if start == end {
+        start.to_string()
+    } else {
+        format!("{start}-{end}")
+    }
 }

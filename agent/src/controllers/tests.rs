@@ -556,3 +556,92 @@ fn template_hashes_are_stable_and_safe() {
     assert_ne!(a, template_hash(template, Some(1)));
     assert!(a.chars().all(|c| SAFE_ALPHABET.contains(&(c as u8))), "{a}");
 }
+
+#[test]
+fn an_indexed_job_runs_each_index_until_it_succeeds() {
+    let mut sim = Sim::new();
+    let j = job("  completionMode: Indexed\n  completions: 3\n  parallelism: 2\n");
+    let index_of = |sim: &Sim, name: &str| -> String {
+        let pod = sim
+            .last
+            .pods
+            .values()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .expect("pod in the plan");
+        let index = pod.metadata.annotations.as_ref().expect("annotations")
+            ["batch.kubernetes.io/job-completion-index"]
+            .clone();
+        assert_eq!(
+            pod.metadata.labels.as_ref().expect("labels")
+                ["batch.kubernetes.io/job-completion-index"],
+            index
+        );
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(
+            spec.hostname.as_deref(),
+            Some(format!("work-{index}").as_str())
+        );
+        let env = spec.containers[0].env.as_ref().expect("env");
+        let var = env
+            .iter()
+            .find(|v| v.name == "JOB_COMPLETION_INDEX")
+            .expect("JOB_COMPLETION_INDEX");
+        assert_eq!(
+            var.value_from
+                .as_ref()
+                .and_then(|f| f.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("metadata.annotations['batch.kubernetes.io/job-completion-index']")
+        );
+        assert!(name.starts_with(&format!("work-{index}-")), "{name}");
+        index
+    };
+    let active = |sim: &Sim| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = sim
+            .pods
+            .iter()
+            .filter(|(_, v)| v.phase == "Pending")
+            .map(|((_, n), _)| (index_of(sim, n), n.clone()))
+            .collect();
+        out.sort();
+        out
+    };
+
+    sim.run(&[], &[&j], &[]);
+    let first = active(&sim);
+    assert_eq!(
+        first.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
+        ["0", "1"]
+    );
+    // Index 1 succeeds, index 0 fails: after the Job's back-off, index 0
+    // runs again and index 2 starts.
+    sim.set_phase(&first[1].1, "Succeeded");
+    sim.set_phase(&first[0].1, "Failed");
+    sim.run(&[], &[&j], &[]);
+    assert!(active(&sim).is_empty(), "nothing new within the back-off");
+    sim.advance(10);
+    sim.run(&[], &[&j], &[]);
+    let now = active(&sim);
+    assert_eq!(
+        now.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
+        ["0", "2"]
+    );
+    assert_ne!(now[0].1, first[0].1, "a new pod for the failed index");
+    for (_, name) in &now {
+        sim.set_phase(name, "Succeeded");
+    }
+    sim.run(&[], &[&j], &[]);
+    let status = &sim.object("Job", "work")["status"];
+    assert_eq!(status["completedIndexes"], "0-2");
+    assert_eq!(status["succeeded"], 3);
+    assert_eq!(status["failed"], 1);
+    assert_eq!(sim.condition("Job", "work", "Complete").0, "True");
+}
+
+#[test]
+fn completed_indexes_are_written_as_ranges() {
+    let ranges = |v: &[i32]| super::job::index_ranges(&v.iter().copied().collect());
+    assert_eq!(ranges(&[]), "");
+    assert_eq!(ranges(&[0]), "0");
+    assert_eq!(ranges(&[0, 1, 2, 4, 6, 7]), "0-2,4,6-7");
+}

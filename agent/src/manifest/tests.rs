@@ -357,6 +357,22 @@ fn workloads() {
         &job(""),
         "m.yaml (document 1): Job default/work: spec.template.spec.restartPolicy: unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
     );
+    let indexed = |spec: &str| {
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: work}}\nspec: {{completionMode: Indexed{spec}, template: {{spec: {{restartPolicy: Never, containers: [{{name: app, image: busybox}}]}}}}}}\n")
+    };
+    assert_eq!(decoded(&indexed(""))["spec"]["completions"], 1);
+    assert_eq!(
+        decoded(&indexed(", completions: 3"))["spec"]["completionMode"],
+        "Indexed"
+    );
+    check(
+        &indexed(", parallelism: 2"),
+        "m.yaml (document 1): Job default/work: spec.completions: required value: when completion mode is Indexed",
+    );
+    check(
+        &indexed(", completions: 100001"),
+        "m.yaml (document 1): Job default/work: spec.completions: invalid value: 100001: must be less than or equal to 100000 when completion mode is Indexed",
+    );
     let ds = decoded("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec: {selector: {matchLabels: {app: a}}, template: {metadata: {labels: {app: a}}, spec: {containers: [{name: app, image: busybox}]}}}\n");
     assert_eq!(
         ds["spec"]["updateStrategy"],

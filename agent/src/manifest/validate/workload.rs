@@ -11,6 +11,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{meta, names, pod, Errors, NameFormat, Path};
 use crate::manifest::{int_or_percent, selector_matches};
 
+/// The API server's bound on an Indexed Job's completions.
+const MAX_INDEXED_COMPLETIONS: i32 = 100_000;
+
 pub(super) fn deployment(e: &mut Errors, d: &Deployment) {
     meta(e, &d.metadata, NameFormat::Subdomain, true);
     let p = Path::new("spec");
@@ -149,11 +152,21 @@ pub(super) fn job(e: &mut Errors, job: &Job) {
         non_negative(e, &p.child("ttlSecondsAfterFinished"), Some(seconds));
     }
     if let Some(mode) = spec.completion_mode.as_deref() {
-        if mode != "NonIndexed" {
-            e.not_supported(
-                &p.child("completionMode"),
-                format!("{mode:?} is not supported by outpost: use NonIndexed"),
-            );
+        e.one_of(&p.child("completionMode"), mode, &["NonIndexed", "Indexed"]);
+        if mode == "Indexed" {
+            // validateJobSpec: an index per completion, within the API's bound.
+            match spec.completions {
+                None => e.required_because(
+                    &p.child("completions"),
+                    "when completion mode is Indexed",
+                ),
+                Some(c) if c > MAX_INDEXED_COMPLETIONS => e.invalid_number(
+                    &p.child("completions"),
+                    c.into(),
+                    &format!("must be less than or equal to {MAX_INDEXED_COMPLETIONS} when completion mode is Indexed"),
+                ),
+                Some(_) => {}
+            }
         }
     }
     for (field, set) in [
