@@ -258,6 +258,14 @@ fn services_route_to_ready_pods_and_refuse_the_rest() {
         pending["status"]["loadBalancer"]["ingress"].is_null(),
         "{pending}"
     );
+    let why = node.ok(&["describe", "svc", "web-lb2"]);
+    assert!(
+        why.contains("PortConflict")
+            && why.contains(
+                "load balancer port 8090/tcp is already used by default/web-lb, left out"
+            ),
+        "{why}"
+    );
 
     // A container hostPort answers on the node's addresses.
     wait_for(&node, "the hostPort pod", || {

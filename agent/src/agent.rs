@@ -828,6 +828,8 @@ fn spawn_proxy(
     let (tx, rx) = std::sync::mpsc::channel::<ProxyInput>();
     std::thread::spawn(move || {
         let mut pending: Option<ProxyInput> = None;
+        // Reported once each, while they last.
+        let mut conflicts: Vec<outpost_net::proxy::Conflict> = Vec::new();
         loop {
             let next = match &pending {
                 // Retry a refused sync in a second unless newer input comes.
@@ -853,9 +855,22 @@ fn spawn_proxy(
             match proxy.sync(services, host_ports) {
                 Ok(stats) => {
                     tracing::debug!(?stats, "service proxy synced");
-                    for c in &stats.conflicts {
-                        tracing::warn!("service proxy: {c:?}");
+                    for c in stats.conflicts.iter().filter(|c| !conflicts.contains(c)) {
+                        tracing::warn!("service proxy: {c}");
+                        let involved = match &c.dropped_service {
+                            Some((ns, name)) => {
+                                Involved::object(&ObjectKey::namespaced("Service", ns, name))
+                            }
+                            None => Involved::node(&node),
+                        };
+                        events.record(
+                            &involved,
+                            EventType::Warning,
+                            "PortConflict",
+                            &c.to_string(),
+                        );
                     }
+                    conflicts = stats.conflicts;
                     pending = None;
                 }
                 Err(e) => {

@@ -143,7 +143,12 @@ struct Owner<'a> {
 
 impl fmt::Display for Owner<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}:{}", self.namespace, self.name, self.port)
+        write!(f, "{}/{}", self.namespace, self.name)?;
+        // A Service's only port may have no name.
+        if !self.port.is_empty() {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
     }
 }
 
