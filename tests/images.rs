@@ -705,12 +705,12 @@ fn gc_spares_fresh_images_and_those_desired_pods_name() {
     std::thread::sleep(MIN_AGE + Duration::from_secs(1));
     import("example.com/test/app:1");
     let agent = node.spawn_agent(&args);
+    let app_stays = |why: &str| {
+        let now = images();
+        assert!(now.contains("example.com/test/app:1"), "{why}: {now}");
+    };
     gone("example.com/test/stale:1");
-    assert!(
-        images().contains("example.com/test/app:1"),
-        "an image younger than the minimum age stays: {}",
-        images()
-    );
+    app_stays("an image younger than the minimum age stays");
 
     // A pod waiting for a ConfigMap has no container yet; its image is old
     // by the next start, and stays all the same.
@@ -747,11 +747,7 @@ spec:
     agent.sigkill();
     let _agent = node.spawn_agent(&args);
     gone("example.com/test/stale:2");
-    assert!(
-        images().contains("example.com/test/app:1"),
-        "the image of a desired pod stays: {}",
-        images()
-    );
+    app_stays("the image of a desired pod stays");
     std::fs::write(
         manifests.join("later.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: later\ndata:\n  a: b\n",

@@ -143,31 +143,72 @@ impl Drop for TestNs {
     }
 }
 
-/// A TCP server inside a namespace that answers each connection with its
-/// own address and closes; stopped on drop.
+/// A server inside a namespace that answers with its own address: TCP
+/// ([`Server::start`]) or UDP ([`Server::start_udp`]); stopped on drop.
 struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
+    /// Each TCP connection gets the address, then is closed.
     fn start(ns: &TestNs, at: &str) -> Server {
+        Server::spawn(
+            ns,
+            at,
+            |at| {
+                let listener = TcpListener::bind(at).expect("bind");
+                listener.set_nonblocking(true).expect("nonblocking");
+                listener
+            },
+            |listener, at| match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.write_all(at.to_string().as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            },
+        )
+    }
+
+    /// Each UDP datagram is answered with the address.
+    fn start_udp(ns: &TestNs, at: &str) -> Server {
+        Server::spawn(
+            ns,
+            at,
+            |at| {
+                let socket = UdpSocket::bind(at).expect("bind");
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .expect("timeout");
+                socket
+            },
+            |socket, at| {
+                let mut buf = [0u8; 64];
+                if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(at.to_string().as_bytes(), from);
+                }
+            },
+        )
+    }
+
+    /// Binds with `bind` on a thread inside `ns` (returning once bound), then
+    /// calls `serve` until dropped; `serve` must not block for long.
+    fn spawn<S>(
+        ns: &TestNs,
+        at: &str,
+        bind: impl FnOnce(SocketAddr) -> S + Send + 'static,
+        serve: impl Fn(&S, SocketAddr) + Send + 'static,
+    ) -> Server {
         let at: SocketAddr = at.parse().expect("address");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (ready, bound) = std::sync::mpsc::channel();
         let thread = ns.spawn(move || {
-            let listener = TcpListener::bind(at).expect("bind");
-            listener.set_nonblocking(true).expect("nonblocking");
+            let socket = bind(at);
             ready.send(()).expect("ready");
             while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(at.to_string().as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
+                serve(&socket, at);
             }
         });
         bound.recv().expect("server up");
@@ -707,46 +748,11 @@ fn a_proxy_in_a_namespace_leaves_the_host_alone() {
     assert_eq!(host_before.stdout, host_after.stdout);
 }
 
-/// A UDP server inside a namespace that answers each datagram with its own
-/// address; stopped on drop (by the [`Server`] it holds).
-struct UdpServer {
-    _server: Server,
-}
-
-impl UdpServer {
-    fn start(ns: &TestNs, at: &str) -> UdpServer {
-        let at: SocketAddr = at.parse().expect("address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let (ready, bound) = std::sync::mpsc::channel();
-        let thread = ns.spawn(move || {
-            let socket = UdpSocket::bind(at).expect("bind");
-            socket
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            ready.send(()).expect("ready");
-            let mut buf = [0u8; 64];
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok((_, from)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(at.to_string().as_bytes(), from);
-                }
-            }
-        });
-        bound.recv().expect("server up");
-        UdpServer {
-            _server: Server {
-                stop,
-                thread: Some(thread),
-            },
-        }
-    }
-}
-
 #[test]
 fn a_udp_flow_leaves_an_endpoint_that_left_the_service() {
     let ns = TestNs::new();
-    let _a = UdpServer::start(&ns, "10.99.0.2:5353");
-    let _b = UdpServer::start(&ns, "10.99.0.3:5353");
+    let _a = Server::start_udp(&ns, "10.99.0.2:5353");
+    let _b = Server::start_udp(&ns, "10.99.0.3:5353");
     let dns = |endpoint: &str| Service {
         namespace: "kube-system".to_string(),
         name: "dns".to_string(),
