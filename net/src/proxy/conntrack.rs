@@ -32,6 +32,9 @@ pub struct UdpFrontends {
     /// The service range: a flow to an address in it that is no frontend
     /// (a deleted Service, one from before a restart) is stale.
     pub service_cidr: Cidr,
+    /// The pod range: a translated flow to a pod through a port that is no
+    /// NodePort, LoadBalancer port or hostPort any more is stale.
+    pub pod_cidr: Cidr,
     /// ClusterIP:port → its endpoints.
     pub addresses: BTreeMap<SocketAddrV4, BTreeSet<SocketAddrV4>>,
     /// NodePorts and hostPorts (on any node address) → their endpoints.
@@ -42,8 +45,10 @@ impl UdpFrontends {
     /// What the rules for `services` and `host_ports` translate UDP to.
     pub fn of(config: &ProxyConfig, services: &[Service], host_ports: &[HostPort]) -> Self {
         let (addr, prefix) = config.service_cidr;
+        let (pods, pods_prefix) = config.pod_cidr;
         let mut frontends = UdpFrontends {
             service_cidr: Cidr::clamped(addr, prefix),
+            pod_cidr: Cidr::clamped(pods, pods_prefix),
             addresses: BTreeMap::new(),
             ports: BTreeMap::new(),
         };
@@ -57,8 +62,9 @@ impl UdpFrontends {
                     .iter()
                     .map(|&(ip, port)| SocketAddrV4::new(ip, port))
                     .collect();
-                if let Some(node_port) = port.node_port {
-                    frontends.ports.insert(node_port, endpoints.clone());
+                let node_ports = port.node_port.into_iter();
+                for np in node_ports.chain(port.load_balancer.then_some(port.port)) {
+                    frontends.ports.insert(np, endpoints.clone());
                 }
                 frontends
                     .addresses
@@ -108,10 +114,14 @@ impl UdpFrontends {
         }
         // A port alone names a NodePort or hostPort only for a translated
         // flow: a plain one to that port elsewhere is none of the proxy's.
-        flow.dst_nat
-            && self
-                .ports
-                .get(&flow.orig_dst.port())
-                .is_some_and(|endpoints| !endpoints.contains(&flow.reply_src))
+        if !flow.dst_nat {
+            return false;
+        }
+        match self.ports.get(&flow.orig_dst.port()) {
+            Some(endpoints) => !endpoints.contains(&flow.reply_src),
+            // Translated to a pod by no port the proxy serves: one that went
+            // while the agent was down.
+            None => self.pod_cidr.contains(*flow.reply_src.ip()),
+        }
     }
 }

@@ -970,10 +970,20 @@ fn udp_flows_to_gone_endpoints_are_stale_and_no_others() {
     assert!(stale(flow("192.168.1.10:30053", "10.42.0.9:53")));
     assert!(!stale(flow("192.168.1.10:514", "10.42.0.20:5514")));
     assert!(stale(flow("192.168.1.10:514", "10.42.0.21:5514")));
+    // Translated to a pod through a port nothing serves now (a NodePort
+    // deleted while the agent was down).
+    assert!(stale(flow("192.168.1.10:30099", "10.42.0.6:53")));
     // Not the proxy's: an untranslated flow to port 514 elsewhere, a pod's
-    // flow to the outside world.
+    // flow to the outside world, another tool's translation off the pod range.
     assert!(!stale(flow("203.0.113.1:514", "203.0.113.1:514")));
     assert!(!stale(flow("192.0.2.53:53", "192.0.2.53:53")));
+    assert!(!stale(flow("192.168.1.10:5353", "172.17.0.2:53")));
+    // A UDP LoadBalancer's own port on the node is a frontend too.
+    let (mut lb, _) = udp_sample(&[("10.42.0.5", 53)]);
+    lb[0].ports[0].load_balancer = true;
+    let frontends = UdpFrontends::of(&config(), &lb, &[]);
+    assert!(!frontends.is_stale(&flow("192.168.1.10:53", "10.42.0.5:53")));
+    assert!(frontends.is_stale(&flow("192.168.1.10:53", "10.42.0.6:53")));
 }
 
 #[test]
