@@ -331,6 +331,22 @@ fn quota_and_limit_ranges_are_enforced_at_admission() {
     });
     assert!(e.contains("exceeded quota: two-pods"), "{e}");
     assert!(pod_absent(&node, "q3"));
+
+    // A lowered quota stops nothing that runs, not even after a restart:
+    // the agent does not admit the pods it re-adopts again.
+    std::fs::write(
+        manifests.join("policy.yaml"),
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: two-pods\nspec:\n  hard: {pods: \"1\"}\n",
+    )
+    .expect("write");
+    wait_for(&node, "the quota lowered", || {
+        let q = node.ok(&["get", "resourcequota", "two-pods", "-o", "json"]);
+        q.contains("\"pods\": \"1\"").then_some(())
+    });
+    agent.stop();
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
+    assert_eq!(container_id(&running(&node, "q1"), 0), id);
+    running(&node, "q2");
     agent.stop();
 }
 
@@ -724,6 +740,20 @@ fn pods_this_node_does_not_fit_stay_pending() {
     running(&node, "other");
     std::fs::remove_file(manifests.join("hdd.yaml")).expect("remove");
     wait_for(&node, "hdd gone", || pod_absent(&node, "hdd").then_some(()));
+
+    // The label goes with a restart: the running pod stays (required during
+    // scheduling, ignored during execution), a new one asking for it waits.
+    let ssd = container_id(&running(&node, "ssd"), 0);
+    agent.stop();
+    std::fs::write(
+        manifests.join("ssd2.yaml"),
+        manifest("ssd2", "  nodeSelector: {disk: ssd}\n"),
+    )
+    .expect("write");
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
+    assert_eq!(container_id(&running(&node, "ssd"), 0), ssd);
+    let p = wait_for(&node, "ssd2 Pending", || pod(&node, "ssd2"));
+    assert_eq!(condition(&p, "PodScheduled"), "False", "{p}");
     agent.stop();
 }
 

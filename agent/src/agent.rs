@@ -178,7 +178,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
 
     import_airgap(&store, &dirs.state_dir.join("airgap")).await;
-    readopt(&runtime).await?;
+    let adopted = readopt(&runtime).await?;
     let network = pod_network(&args, &dirs.run_dir).await?;
 
     let state = ClusterState::default();
@@ -271,6 +271,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         objects: objects_tx,
         reported: HashSet::new(),
         unschedulable: HashMap::new(),
+        adopted,
         store: records_store,
         records,
         published: HashSet::new(),
@@ -385,6 +386,10 @@ struct Sync {
     controller_pods: Vec<Pod>,
     /// Pods that fit no node, published Pending (key → uid).
     unschedulable: HashMap<ObjectKey, String>,
+    /// Pods that had containers when the agent started: admitted and placed
+    /// by an earlier run, they are not judged again (a lowered quota or a
+    /// changed --node-label never stops a running pod, as in Kubernetes).
+    adopted: HashSet<String>,
     services: ServiceSync,
 }
 
@@ -541,12 +546,13 @@ impl Sync {
                 .spec
                 .as_ref()
                 .is_some_and(|s| controllers::node_fit::fits(s, &self.node));
-            if !manager.has(&uid) && !fits {
+            let judged = !manager.has(&uid) && !self.adopted.contains(&uid);
+            if judged && !fits {
                 self.publish_unschedulable(&key, &uid, &pod);
                 unschedulable.insert(key, uid);
                 continue;
             }
-            if !manager.has(&uid) {
+            if judged {
                 if let Err(message) = self.admit(
                     &mut pod,
                     &ns,
@@ -580,6 +586,8 @@ impl Sync {
         }
         self.unschedulable = unschedulable;
         manager.sync(admitted);
+        // A pod taken off and declared again later is judged afresh.
+        self.adopted.retain(|uid| manager.has(uid));
         self.sync_services(&services, published);
         wake
     }
@@ -1090,7 +1098,8 @@ fn namespace_json(name: &str) -> serde_json::Value {
 }
 
 /// Attaches to the supervisor (starting it after a reboot) and reports what it runs.
-async fn readopt(runtime: &Runtime) -> anyhow::Result<()> {
+/// Finds the supervisor's containers; the uids of the pods they belong to.
+async fn readopt(runtime: &Runtime) -> anyhow::Result<HashSet<String>> {
     let rt = runtime.clone();
     let (containers, cleaned) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (pid, version) = rt.ping()?;
@@ -1119,7 +1128,11 @@ async fn readopt(runtime: &Runtime) -> anyhow::Result<()> {
             "removed leftovers of containers that were never created"
         );
     }
-    Ok(())
+    Ok(containers
+        .iter()
+        .filter_map(|c| crate::pods::worker::parse_container_id(&c.id))
+        .map(|(uid, _, _)| uid.to_owned())
+        .collect())
 }
 
 /// Forwards the supervisor's exit stream to the pod workers, re-opening it
