@@ -778,3 +778,27 @@ spec:
         image: example.com/test/busybox:1
         command: [sleep, "1000"]
 "#;
+
+#[test]
+fn a_container_created_but_never_started_by_a_killed_agent_is_made_again() {
+    let (node, manifests) = node();
+    std::fs::write(
+        manifests.join("solo.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: solo\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sleep, \"1000\"]\n"),
+    )
+    .expect("write");
+    let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
+    let id = container_id(&running(&node, "solo"), 0);
+    // The agent dies between creating the container and starting it: the
+    // supervisor holds it, created, under the pod's own container id.
+    agent.sigkill();
+    node.ok(&["ctr", "rm", "-f", &id]);
+    node.ok(&[
+        "ctr", "create", "--pull", "never", "--name", &id, IMAGE, "--", "sleep", "1000",
+    ]);
+    let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
+    let pod = running(&node, "solo");
+    assert_eq!(container_id(&pod, 0), id, "the same attempt, made again");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert!(ctr_pid(&node, &id) > 0);
+}

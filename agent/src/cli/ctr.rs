@@ -28,6 +28,14 @@ const LOG_MAX_FILES: u32 = 5;
 pub enum CtrCommand {
     /// Create and start a container; without -d, wait for it and print its output.
     Run(Box<RunArgs>),
+    /// Create a container without starting it, printing its name (`ctr start` starts it).
+    Create(Box<RunArgs>),
+    /// Start a created container.
+    Start {
+        #[command(flatten)]
+        dirs: NodeDirs,
+        name: String,
+    },
     /// List containers.
     Ps {
         #[command(flatten)]
@@ -144,7 +152,13 @@ pub struct RunArgs {
 
 pub async fn run(cmd: CtrCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        CtrCommand::Run(args) => run_container(*args).await,
+        CtrCommand::Run(args) => run_container(*args, true).await,
+        CtrCommand::Create(args) => run_container(*args, false).await,
+        CtrCommand::Start { dirs, name } => {
+            let runtime = dirs.runtime()?;
+            blocking(move || Ok(runtime.start(&name)?)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         CtrCommand::Ps { dirs, all, output } => {
             let runtime = dirs.runtime()?;
             let (containers, records) =
@@ -287,7 +301,11 @@ pub async fn run(cmd: CtrCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// `ctr run` (`start`), or `ctr create` (only create, print the name).
+async fn run_container(args: RunArgs, start: bool) -> anyhow::Result<ExitCode> {
+    if !start && (args.detach || args.rm) {
+        anyhow::bail!("create never starts the container: -d and --rm are for run");
+    }
     let dirs = args.dirs.clone();
     let name: ImageRef = args.image.parse()?;
     let store = dirs.store()?;
@@ -324,11 +342,13 @@ async fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
         let _guard = store.use_guard()?;
         let rootfs = store.rootfs(&record)?;
         rt.create(&cid, &spec, &rootfs, &log)?;
-        rt.start(&cid)?;
+        if start {
+            rt.start(&cid)?;
+        }
         Ok(())
     })
     .await?;
-    if args.detach {
+    if args.detach || !start {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }

@@ -267,6 +267,7 @@ impl Worker {
                 }
             }
         }
+        let mut never_started = Vec::new();
         for slot in &mut self.slots {
             let mut attempts: Vec<(&u32, &ContainerInfo)> = ours
                 .iter()
@@ -277,6 +278,18 @@ impl Worker {
             let Some((latest, info)) = attempts.last() else {
                 continue;
             };
+            if info.state == State::Created && info.exit.is_none() {
+                // Created by an agent killed before it started it: made
+                // again under the same attempt, and started now.
+                never_started.push(info.id.clone());
+                slot.attempts = **latest;
+                slot.not_before = Some(Instant::now());
+                attempts.pop();
+                if let Some((_, before)) = attempts.last() {
+                    slot.last_state = Some(observed_state(before));
+                }
+                continue;
+            }
             slot.attempts = **latest + 1;
             slot.state = observed_state(info);
             if info.state == State::Running {
@@ -291,6 +304,17 @@ impl Worker {
                 // The back-off history is not kept across agent restarts: start from its first step.
                 slot.backoff.current = Some(lifecycle::BACKOFF_INITIAL);
             }
+        }
+        if !never_started.is_empty() {
+            let runtime = self.shared.runtime.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for id in never_started {
+                    if let Err(e) = runtime.delete(&id, true) {
+                        tracing::warn!(id, "removing a container that was never started: {e}");
+                    }
+                }
+            })
+            .await;
         }
     }
 
