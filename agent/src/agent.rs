@@ -247,15 +247,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let proxy_config = outpost_net::proxy::ProxyConfig {
-        table: PROXY_TABLE.into(),
-        service_cidr: svc_config.service_cidr(),
-        pod_cidr: args.pod_cidr,
-        bridge: outpost_net::bridge::DEFAULT_NAME.into(),
-        node_ips: Vec::new(),
-    };
-    let proxy = outpost_net::proxy::Proxy::open(proxy_config.clone(), None)
-        .context("open the service proxy")?;
+    let proxy = outpost_net::proxy::Proxy::open(
+        outpost_net::proxy::ProxyConfig {
+            table: PROXY_TABLE.into(),
+            service_cidr: svc_config.service_cidr(),
+            pod_cidr: args.pod_cidr,
+            bridge: outpost_net::bridge::DEFAULT_NAME.into(),
+            node_ips: Vec::new(),
+        },
+        None,
+    )
+    .context("open the service proxy")?;
     let proxy = spawn_proxy(proxy, events.clone(), node_name.clone());
     let node_ips: Vec<std::net::Ipv4Addr> = args
         .node_ip
@@ -281,7 +283,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             store: svc_store,
             allocations: svc_allocations,
             node_ips,
-            proxy_config,
             published: HashSet::new(),
             proxy,
             sent: None,
@@ -400,8 +401,6 @@ struct ServiceSync {
     store: crate::services::Store,
     allocations: crate::services::Allocations,
     node_ips: Vec<std::net::Ipv4Addr>,
-    /// The proxy's configuration (to foresee its port claims).
-    proxy_config: outpost_net::proxy::ProxyConfig,
     /// Services and EndpointSlices published.
     published: HashSet<ObjectKey>,
     proxy: std::sync::mpsc::Sender<ProxyInput>,
@@ -679,15 +678,14 @@ impl Sync {
             .collect();
         let host_ports = host_ports(&pods);
         // A LoadBalancer whose port another Service holds on the node gets no
-        // ingress (k3s's ServiceLB leaves it pending). The proxy renders the
-        // same input, so this is the claim it will make.
+        // ingress (k3s's ServiceLB leaves it pending): the claims the proxy
+        // will make for the same input.
         let pending: HashSet<(String, String)> = if proxied
             .iter()
             .flat_map(|s| &s.ports)
             .any(|p| p.load_balancer)
         {
-            outpost_net::proxy::render(&svc.proxy_config, &proxied, &host_ports)
-                .conflicts
+            outpost_net::proxy::conflicts(&proxied, &host_ports)
                 .into_iter()
                 .filter(|c| c.load_balancer)
                 .filter_map(|c| c.dropped_service)

@@ -73,7 +73,7 @@ pub use driver::{Proxy, SyncStats};
 pub use model::Ruleset;
 pub use netlink::NetlinkTables;
 pub use plan::{Batch, Op};
-pub use render::{render, Conflict, Rendered, MASQUERADE_MARK};
+pub use render::{conflicts, render, Conflict, Rendered, MASQUERADE_MARK};
 pub use tables::{RecordingTables, Tables};
 
 /// How the proxy is set up on this node.

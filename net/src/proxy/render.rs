@@ -111,26 +111,70 @@ pub fn render<'a>(
 ) -> Rendered {
     let mut r = Renderer::new(config);
     r.fixed();
-    let mut sorted: Vec<&'a Service> = services.iter().collect();
-    sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    for service in sorted {
+    for service in by_name(services) {
         r.service(service);
     }
     r.host_ports(host_ports);
     Rendered {
         ruleset: r.ruleset,
-        conflicts: r.conflicts,
+        conflicts: r.claims.conflicts,
     }
+}
+
+/// The conflicts [`render`] reports for the same input, without building the
+/// rules: which ports are left out (a LoadBalancer that gets no ingress).
+pub fn conflicts(services: &[Service], host_ports: &[HostPort]) -> Vec<Conflict> {
+    let mut claims = Claims::default();
+    for service in by_name(services) {
+        if let Some(cluster_ip) = service.cluster_ip {
+            for port in &service.ports {
+                claims.service_port(service, cluster_ip, port);
+            }
+        }
+    }
+    for hp in host_ports_in_order(host_ports) {
+        claims.host_port(hp);
+    }
+    claims.conflicts
+}
+
+/// Services in the order they claim ports: by namespace and name.
+fn by_name(services: &[Service]) -> Vec<&Service> {
+    let mut sorted: Vec<&Service> = services.iter().collect();
+    sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    sorted
+}
+
+/// Host ports in the order they claim ports (after every service).
+fn host_ports_in_order(host_ports: &[HostPort]) -> Vec<&HostPort> {
+    let mut sorted: Vec<&HostPort> = host_ports.iter().collect();
+    sorted.sort_by_key(|h| {
+        (
+            h.protocol,
+            h.host_port,
+            h.host_ip,
+            h.pod_ip,
+            h.container_port,
+        )
+    });
+    sorted
 }
 
 struct Renderer<'a> {
     config: &'a ProxyConfig,
     pod_cidr: Cidr,
     ruleset: Ruleset,
+    claims: Claims<'a>,
+}
+
+/// Who holds each ClusterIP:port, node port (NodePort or LoadBalancer port)
+/// and hostPort: the first to claim it keeps it, later claims are conflicts.
+#[derive(Default)]
+struct Claims<'a> {
+    cluster: BTreeMap<(Ipv4Addr, Protocol, u16), Owner<'a>>,
+    node_ports: BTreeMap<(Protocol, u16), Owner<'a>>,
+    host_ports: BTreeMap<(Protocol, u16, Option<Ipv4Addr>), Ipv4Addr>,
     conflicts: Vec<Conflict>,
-    /// Who holds each ClusterIP:port and NodePort.
-    cluster_owner: BTreeMap<(Ipv4Addr, Protocol, u16), Owner<'a>>,
-    node_port_owner: BTreeMap<(Protocol, u16), Owner<'a>>,
 }
 
 /// A service port, as conflicts name it: `ns/name:port`.
@@ -152,6 +196,103 @@ impl fmt::Display for Owner<'_> {
     }
 }
 
+impl<'a> Claims<'a> {
+    /// Claims a service port's ClusterIP:port, then its node ports; `None`
+    /// when the ClusterIP:port is taken (the port is left out whole), else
+    /// the node ports it keeps.
+    fn service_port(
+        &mut self,
+        service: &'a Service,
+        cluster_ip: Ipv4Addr,
+        port: &'a ServicePort,
+    ) -> Option<Vec<u16>> {
+        let who = || Owner {
+            namespace: &service.namespace,
+            name: &service.name,
+            port: &port.name,
+        };
+        let proto = port.protocol;
+        let key = (cluster_ip, proto, port.port);
+        let dropped_service = Some((service.namespace.clone(), service.name.clone()));
+        if let Some(kept) = self.cluster.get(&key) {
+            self.conflicts.push(Conflict {
+                what: format!("{cluster_ip}:{}/{proto}", port.port),
+                kept: kept.to_string(),
+                dropped: who().to_string(),
+                dropped_service,
+                load_balancer: false,
+            });
+            return None;
+        }
+        self.cluster.insert(key, who());
+        // The ports this service port answers on at the node's addresses:
+        // its NodePort, and for a LoadBalancer its own port (k3s's
+        // ServiceLB). The first service to claim one keeps it.
+        let claims = port
+            .node_port
+            .map(|np| (np, false))
+            .into_iter()
+            .chain(port.load_balancer.then_some((port.port, true)));
+        let mut node_ports = Vec::new();
+        for (np, load_balancer) in claims {
+            match self.node_ports.get(&(proto, np)) {
+                Some(kept) => self.conflicts.push(Conflict {
+                    what: if load_balancer {
+                        format!("load balancer port {np}/{proto}")
+                    } else {
+                        format!("nodePort {np}/{proto}")
+                    },
+                    kept: kept.to_string(),
+                    dropped: who().to_string(),
+                    dropped_service: dropped_service.clone(),
+                    load_balancer,
+                }),
+                None => {
+                    self.node_ports.insert((proto, np), who());
+                    node_ports.push(np);
+                }
+            }
+        }
+        Some(node_ports)
+    }
+
+    /// Claims a hostPort (after every service); whether it is kept.
+    fn host_port(&mut self, hp: &HostPort) -> bool {
+        let key = (hp.protocol, hp.host_port, hp.host_ip);
+        // A wildcard host port collides with every address-bound one too.
+        let clash = self.host_ports.get(&key).copied().or_else(|| {
+            self.host_ports
+                .iter()
+                .find(|((p, port, ip), _)| {
+                    *p == hp.protocol
+                        && *port == hp.host_port
+                        && (ip.is_none() || hp.host_ip.is_none())
+                })
+                .map(|(_, pod)| *pod)
+        });
+        // A NodePort or load balancer port is matched first, on every node
+        // address: the hostPort would never see a packet.
+        let kept = match clash {
+            Some(pod) => format!("hostPort of {pod}"),
+            None => match self.node_ports.get(&(hp.protocol, hp.host_port)) {
+                Some(owner) => owner.to_string(),
+                None => {
+                    self.host_ports.insert(key, hp.pod_ip);
+                    return true;
+                }
+            },
+        };
+        self.conflicts.push(Conflict {
+            what: format!("hostPort {}/{}", hp.host_port, hp.protocol),
+            kept,
+            dropped: format!("hostPort of {}", hp.pod_ip),
+            dropped_service: None,
+            load_balancer: false,
+        });
+        false
+    }
+}
+
 impl<'a> Renderer<'a> {
     fn new(config: &'a ProxyConfig) -> Self {
         Renderer {
@@ -162,9 +303,7 @@ impl<'a> Renderer<'a> {
                 chains: BTreeMap::new(),
                 sets: BTreeMap::new(),
             },
-            conflicts: Vec::new(),
-            cluster_owner: BTreeMap::new(),
-            node_port_owner: BTreeMap::new(),
+            claims: Claims::default(),
         }
     }
 
@@ -368,53 +507,10 @@ impl<'a> Renderer<'a> {
     }
 
     fn service_port(&mut self, service: &'a Service, cluster_ip: Ipv4Addr, port: &'a ServicePort) {
-        let who = || Owner {
-            namespace: &service.namespace,
-            name: &service.name,
-            port: &port.name,
+        let Some(node_ports) = self.claims.service_port(service, cluster_ip, port) else {
+            return;
         };
         let proto = port.protocol;
-        let key = (cluster_ip, proto, port.port);
-        let dropped_service = Some((service.namespace.clone(), service.name.clone()));
-        if let Some(kept) = self.cluster_owner.get(&key) {
-            self.conflicts.push(Conflict {
-                what: format!("{cluster_ip}:{}/{proto}", port.port),
-                kept: kept.to_string(),
-                dropped: who().to_string(),
-                dropped_service,
-                load_balancer: false,
-            });
-            return;
-        }
-        self.cluster_owner.insert(key, who());
-        // The ports this service port answers on at the node's addresses:
-        // its NodePort, and for a LoadBalancer its own port (k3s's
-        // ServiceLB). The first service to claim one keeps it.
-        let claims = port
-            .node_port
-            .map(|np| (np, false))
-            .into_iter()
-            .chain(port.load_balancer.then_some((port.port, true)));
-        let mut node_ports = Vec::new();
-        for (np, load_balancer) in claims {
-            match self.node_port_owner.get(&(proto, np)) {
-                Some(kept) => self.conflicts.push(Conflict {
-                    what: if load_balancer {
-                        format!("load balancer port {np}/{proto}")
-                    } else {
-                        format!("nodePort {np}/{proto}")
-                    },
-                    kept: kept.to_string(),
-                    dropped: who().to_string(),
-                    dropped_service: dropped_service.clone(),
-                    load_balancer,
-                }),
-                None => {
-                    self.node_port_owner.insert((proto, np), who());
-                    node_ports.push(np);
-                }
-            }
-        }
 
         let endpoints: BTreeSet<(Ipv4Addr, u16)> = port.endpoints.iter().copied().collect();
         let reject = Some(REJECT.to_string());
@@ -534,56 +630,11 @@ impl<'a> Renderer<'a> {
     }
 
     fn host_ports(&mut self, host_ports: &[HostPort]) {
-        let mut sorted: Vec<&HostPort> = host_ports.iter().collect();
-        sorted.sort_by_key(|h| {
-            (
-                h.protocol,
-                h.host_port,
-                h.host_ip,
-                h.pod_ip,
-                h.container_port,
-            )
-        });
-        let mut owner: BTreeMap<(Protocol, u16, Option<Ipv4Addr>), Ipv4Addr> = BTreeMap::new();
         let mut rules = Vec::new();
-        for hp in sorted {
-            let key = (hp.protocol, hp.host_port, hp.host_ip);
-            // A wildcard host port collides with every address-bound one too.
-            let clash = owner.get(&key).copied().or_else(|| {
-                owner
-                    .iter()
-                    .find(|((p, port, ip), _)| {
-                        *p == hp.protocol
-                            && *port == hp.host_port
-                            && (ip.is_none() || hp.host_ip.is_none())
-                    })
-                    .map(|(_, pod)| *pod)
-            });
-            let what = format!("hostPort {}/{}", hp.host_port, hp.protocol);
-            let dropped = format!("hostPort of {}", hp.pod_ip);
-            if let Some(kept) = clash {
-                self.conflicts.push(Conflict {
-                    what,
-                    kept: format!("hostPort of {kept}"),
-                    dropped,
-                    dropped_service: None,
-                    load_balancer: false,
-                });
+        for hp in host_ports_in_order(host_ports) {
+            if !self.claims.host_port(hp) {
                 continue;
             }
-            // A NodePort or load balancer port is matched first, on every
-            // node address: the hostPort would never see a packet.
-            if let Some(kept) = self.node_port_owner.get(&(hp.protocol, hp.host_port)) {
-                self.conflicts.push(Conflict {
-                    what,
-                    kept: kept.to_string(),
-                    dropped,
-                    dropped_service: None,
-                    load_balancer: false,
-                });
-                continue;
-            }
-            owner.insert(key, hp.pod_ip);
             let mut matches = match hp.host_ip {
                 Some(ip) => vec![Stmt::Daddr {
                     net: Cidr::host(ip),

@@ -1073,7 +1073,13 @@ fn load_balancer_ports_answer_on_the_node_and_the_first_claim_wins() {
         pod_ip: ip("10.42.0.4"),
         container_port: 80,
     };
-    let r = render(&config(), &[b, empty, a], &[host_port]);
+    let services = [b, empty, a];
+    let r = render(&config(), &services, std::slice::from_ref(&host_port));
+    assert_eq!(
+        conflicts(&services, &[host_port]),
+        r.conflicts,
+        "the claims alone say what render leaves out"
+    );
     // a (first by name) holds port 80 on the node; its NodePort goes to the
     // same external chain.
     let external = chains_named(&r.ruleset, "external-")
