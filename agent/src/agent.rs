@@ -209,7 +209,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             domain: args.cluster_domain.clone(),
         }),
     });
-    let mut manager = Manager::new(shared);
+    let mut manager = Manager::new(shared, adopted);
     let mut desired = Desired::load(&dirs.state_dir, &args.sources);
     let (records_store, records, lost_controllers) = crate::records::Store::load(
         dirs.state_dir.join("controllers.json"),
@@ -273,7 +273,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         objects: objects_tx,
         reported: HashSet::new(),
         unschedulable: HashMap::new(),
-        adopted,
         store: records_store,
         records,
         published: HashSet::new(),
@@ -387,10 +386,6 @@ struct Sync {
     controller_pods: Vec<Pod>,
     /// Pods that fit no node, published Pending (key → uid).
     unschedulable: HashMap<ObjectKey, String>,
-    /// Pods that had containers when the agent started: admitted and placed
-    /// by an earlier run, they are not judged again (a lowered quota or a
-    /// changed --node-label never stops a running pod, as in Kubernetes).
-    adopted: HashSet<String>,
     services: ServiceSync,
 }
 
@@ -545,7 +540,10 @@ impl Sync {
                 .spec
                 .as_ref()
                 .is_some_and(|s| controllers::node_fit::fits(s, &self.node));
-            let judged = !manager.has(&uid) && !self.adopted.contains(&uid);
+            // Pods re-adopted at start were admitted and placed by an earlier
+            // run: a lowered quota or a changed --node-label never stops a
+            // running pod, as in Kubernetes.
+            let judged = !manager.has(&uid) && !manager.readopts(&uid);
             if judged && !fits {
                 self.publish_unschedulable(&key, &uid, &pod);
                 unschedulable.insert(key, uid);
@@ -585,8 +583,6 @@ impl Sync {
         }
         self.unschedulable = unschedulable;
         manager.sync(admitted);
-        // A pod taken off and declared again later is judged afresh.
-        self.adopted.retain(|uid| manager.has(uid));
         self.sync_services(&services, published);
         wake
     }

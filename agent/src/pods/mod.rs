@@ -63,17 +63,19 @@ pub struct Manager {
     workers: HashMap<String, Handle>,
     /// Workers told to delete their pod, until they are done.
     leaving: Vec<Handle>,
-    /// A sync ran: pods new from now on have no containers to re-adopt.
-    synced: bool,
+    /// Pods that had containers when the agent started, until the first
+    /// sync gives them workers (the rest of those containers are orphans).
+    readopting: HashSet<String>,
 }
 
 impl Manager {
-    pub fn new(shared: Arc<Shared>) -> Manager {
+    /// `readopting`: the uids of pods whose containers the supervisor holds.
+    pub fn new(shared: Arc<Shared>, readopting: HashSet<String>) -> Manager {
         Manager {
             shared,
             workers: HashMap::new(),
             leaving: Vec::new(),
-            synced: false,
+            readopting,
         }
     }
 
@@ -88,6 +90,12 @@ impl Manager {
             .values()
             .flat_map(|h| h.images.iter().cloned())
             .collect()
+    }
+
+    /// Whether this pod has containers from before the agent started and
+    /// awaits its worker: admitted and placed by an earlier run.
+    pub fn readopts(&self, uid: &str) -> bool {
+        self.readopting.contains(uid)
     }
 
     /// Whether a pod with this uid already runs (admission is not repeated).
@@ -125,9 +133,9 @@ impl Manager {
             let (tx, rx) = watch::channel(Command::Run);
             let worker = worker::Worker::new(self.shared.clone(), Arc::new(pod), uid.clone());
             // A pod is there as soon as it is desired (Pending, containers
-            // being created), as the API server shows it; only pods of the
-            // first sync may be running already and wait for re-adoption.
-            if self.synced {
+            // being created), as the API server shows it; one with containers
+            // to re-adopt is published once its worker has looked at them.
+            if !self.readopting.contains(&uid) {
                 worker.publish();
             }
             let task = tokio::spawn(worker::run(worker, rx));
@@ -141,7 +149,7 @@ impl Manager {
                 },
             );
         }
-        self.synced = true;
+        self.readopting.clear();
     }
 
     /// Removes what pods that no longer exist left behind: containers in the
