@@ -129,23 +129,22 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
         }
         let indexed = spec.completion_mode.as_deref() == Some("Indexed");
         let completions = spec.completions.unwrap_or(1);
-        // Indexed: the indexes that succeeded (once each counts).
-        let completed: BTreeSet<i32> = record
+        let succeeded_pods: Vec<&JobPod> = record
             .pods
             .iter()
             .filter(|p| p.outcome.as_deref() == Some("Succeeded"))
+            .collect();
+        // Indexed: the indexes that succeeded (once each counts).
+        let completed: BTreeSet<i32> = succeeded_pods
+            .iter()
             .filter_map(|p| p.index)
             .filter(|i| (0..completions).contains(i))
             .collect();
         let succeeded = if indexed {
-            completed.len() as i32
+            completed.len()
         } else {
-            record
-                .pods
-                .iter()
-                .filter(|p| p.outcome.as_deref() == Some("Succeeded"))
-                .count() as i32
-        };
+            succeeded_pods.len()
+        } as i32;
         let failed = record
             .pods
             .iter()
