@@ -139,14 +139,14 @@ pub fn conflicts(services: &[Service], host_ports: &[HostPort]) -> Vec<Conflict>
 }
 
 /// Services in the order they claim ports: by namespace and name.
-fn by_name(services: &[Service]) -> Vec<&Service> {
+pub(super) fn by_name(services: &[Service]) -> Vec<&Service> {
     let mut sorted: Vec<&Service> = services.iter().collect();
     sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     sorted
 }
 
 /// Host ports in the order they claim ports (after every service).
-fn host_ports_in_order(host_ports: &[HostPort]) -> Vec<&HostPort> {
+pub(super) fn host_ports_in_order(host_ports: &[HostPort]) -> Vec<&HostPort> {
     let mut sorted: Vec<&HostPort> = host_ports.iter().collect();
     sorted.sort_by_key(|h| {
         (
@@ -170,7 +170,7 @@ struct Renderer<'a> {
 /// Who holds each ClusterIP:port, node port (NodePort or LoadBalancer port)
 /// and hostPort: the first to claim it keeps it, later claims are conflicts.
 #[derive(Default)]
-struct Claims<'a> {
+pub(super) struct Claims<'a> {
     cluster: BTreeMap<(Ipv4Addr, Protocol, u16), Owner<'a>>,
     node_ports: BTreeMap<(Protocol, u16), Owner<'a>>,
     host_ports: BTreeMap<(Protocol, u16, Option<Ipv4Addr>), Ipv4Addr>,
@@ -200,7 +200,7 @@ impl<'a> Claims<'a> {
     /// Claims a service port's ClusterIP:port, then its node ports; `None`
     /// when the ClusterIP:port is taken (the port is left out whole), else
     /// the node ports it keeps.
-    fn service_port(
+    pub(super) fn service_port(
         &mut self,
         service: &'a Service,
         cluster_ip: Ipv4Addr,
@@ -257,7 +257,7 @@ impl<'a> Claims<'a> {
     }
 
     /// Claims a hostPort (after every service); whether it is kept.
-    fn host_port(&mut self, hp: &HostPort) -> bool {
+    pub(super) fn host_port(&mut self, hp: &HostPort) -> bool {
         let key = (hp.protocol, hp.host_port, hp.host_ip);
         // A wildcard host port collides with every address-bound one too.
         let clash = self.host_ports.get(&key).copied().or_else(|| {

@@ -978,6 +978,17 @@ fn udp_flows_to_gone_endpoints_are_stale_and_no_others() {
     assert!(!stale(flow("203.0.113.1:514", "203.0.113.1:514")));
     assert!(!stale(flow("192.0.2.53:53", "192.0.2.53:53")));
     assert!(!stale(flow("192.168.1.10:5353", "172.17.0.2:53")));
+    // Two Services on one NodePort: the rules serve the first by name, so
+    // the flows to its endpoints stay and the other's are stale.
+    let (mut first, _) = udp_sample(&[("10.42.0.5", 53)]);
+    let (mut second, _) = udp_sample(&[("10.42.0.9", 53)]);
+    first[0].name = "a".into();
+    second[0].name = "b".into();
+    second[0].cluster_ip = Some(ip("10.43.0.11"));
+    let both = [first.remove(0), second.remove(0)];
+    let frontends = UdpFrontends::of(&config(), &both, &[]);
+    assert!(!frontends.is_stale(&flow("192.168.1.10:30053", "10.42.0.5:53")));
+    assert!(frontends.is_stale(&flow("192.168.1.10:30053", "10.42.0.9:53")));
     // A UDP LoadBalancer's own port on the node is a frontend too.
     let (mut lb, _) = udp_sample(&[("10.42.0.5", 53)]);
     lb[0].ports[0].load_balancer = true;
