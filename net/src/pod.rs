@@ -103,6 +103,35 @@ fn is_host_veth_name(name: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Deletes the host veths of pods (ours by name and by alias or bridge port)
+/// whose owner is not in `live`; returns their names. With an empty `live`
+/// it is how `outpost killall` clears the pod network at once: a veth would
+/// otherwise linger until the kernel gets round to freeing its namespace.
+pub async fn remove_host_veths(
+    host: &Host,
+    bridge: &str,
+    live: &HashSet<String>,
+) -> Result<Vec<String>, PodError> {
+    let mut removed = Vec::new();
+    let bridge = host.link(bridge).await?.map(|b| b.index);
+    for link in host.links().await? {
+        let ours = is_host_veth_name(&link.name)
+            && link.kind == Some(InfoKind::Veth)
+            && (link.alias.is_some() || (bridge.is_some() && link.master == bridge));
+        if !ours {
+            continue;
+        }
+        let keep = link
+            .alias
+            .as_deref()
+            .is_some_and(|o| live.contains(o) && host_veth_name(o) == link.name);
+        if !keep && host.del_link(&link).await? {
+            removed.push(link.name.clone());
+        }
+    }
+    Ok(removed)
+}
+
 /// The pod network of one node: the bridge, the address allocator and the
 /// netlink handle of the namespace the bridge lives in.
 #[derive(Debug)]
@@ -349,23 +378,10 @@ impl PodNetwork {
     /// between steps): our veths and addresses whose owner is not in `live`.
     /// `live` must include pods being attached right now.
     pub async fn gc(&self, live: &HashSet<String>) -> Result<GcReport, PodError> {
-        let mut report = GcReport::default();
-        let bridge = self.host.link(&self.bridge.name).await?.map(|b| b.index);
-        for link in self.host.links().await? {
-            let ours = is_host_veth_name(&link.name)
-                && link.kind == Some(InfoKind::Veth)
-                && (link.alias.is_some() || (bridge.is_some() && link.master == bridge));
-            if !ours {
-                continue;
-            }
-            let keep = link
-                .alias
-                .as_deref()
-                .is_some_and(|o| live.contains(o) && host_veth_name(o) == link.name);
-            if !keep && self.host.del_link(&link).await? {
-                report.links.push(link.name.clone());
-            }
-        }
+        let mut report = GcReport {
+            links: remove_host_veths(&self.host, &self.bridge.name, live).await?,
+            ..GcReport::default()
+        };
         let stale: Vec<String> = self
             .addresses()
             .into_iter()

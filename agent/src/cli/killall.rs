@@ -53,9 +53,17 @@ pub async fn run(dirs: NodeDirs) -> anyhow::Result<ExitCode> {
         })
         .await
         .context("killall task")??;
-    // The pod network and the service proxy: the bridge (the pods' veths went
-    // with their namespaces), the IPAM state, the nftables table.
+    // The pod network and the service proxy: the pods' veths (their namespaces
+    // are unmounted, but the kernel frees them, and so the veths, only later),
+    // the bridge, the IPAM state, the nftables table.
     let host = outpost_net::host::Host::open(None).context("open netlink")?;
+    outpost_net::pod::remove_host_veths(
+        &host,
+        outpost_net::bridge::DEFAULT_NAME,
+        &Default::default(),
+    )
+    .await
+    .context("remove the pods' veths")?;
     let bridge = outpost_net::bridge::remove(&host, outpost_net::bridge::DEFAULT_NAME)
         .await
         .context("remove the pod bridge")?;
