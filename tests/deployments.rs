@@ -487,6 +487,17 @@ spec:
       containers:
       - {name: work, image: example.com/test/web:1, command: [sh, -c, "exit 3"]}
 ---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: tidy}
+spec:
+  ttlSecondsAfterFinished: 8
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: work, image: example.com/test/web:1, command: [echo, tidy]}
+---
 apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: node-agent}
@@ -518,6 +529,22 @@ fn jobs_complete_or_stop_at_their_backoff_limit_and_a_daemon_set_runs_here() {
     let (node, manifests) = node();
     std::fs::write(manifests.join("jobs.yaml"), JOBS).expect("write manifest");
     let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
+    let job_pods = |job: &str| -> Vec<String> {
+        items(&node, "pods")
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["job-name"] == job)
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    // A Job with a TTL is complete, its pod kept, for 8 s.
+    wait_for(&node, "the tidy Job complete", || {
+        let job = json(&node, &["get", "job", "tidy", "-o", "json"]);
+        condition(&job, "Complete").map(|_| ())
+    });
+    let tidy = job_pods("tidy");
+    assert_eq!(tidy.len(), 1, "{tidy:?}");
+    assert_eq!(node.ok(&["logs", &tidy[0]]), "tidy\n");
 
     let job = wait_for(&node, "the batch Job complete", || {
         let job = json(&node, &["get", "job", "batch", "-o", "json"]);
@@ -590,6 +617,14 @@ fn jobs_complete_or_stop_at_their_backoff_limit_and_a_daemon_set_runs_here() {
         .filter(|p| p["metadata"]["labels"]["job-name"] == "doomed")
         .count();
     assert_eq!(doomed_pods, 2, "no pod after the limit");
+
+    // The TTL over: the tidy Job and its pod are deleted, and not run again.
+    wait_for(&node, "the tidy Job deleted", || {
+        let out = node.outpost(&["get", "job", "tidy"]);
+        (!out.status.success() && job_pods("tidy").is_empty()).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(job_pods("tidy").is_empty(), "the deleted Job ran again");
 
     let ds = wait_for(&node, "the DaemonSet pod ready", || {
         let ds = json(&node, &["get", "ds", "node-agent", "-o", "json"]);

@@ -5,6 +5,12 @@
 //! ends the Job; `suspend` holds it. Finished pods stay, as Kubernetes keeps
 //! them, until the Job goes.
 //!
+//! `ttlSecondsAfterFinished` deletes a finished Job and its pods, as
+//! Kubernetes' TTL controller does. Here the source still names the Job, so
+//! its record stays behind, marked deleted: the same Job is not run again
+//! until its template changes or it leaves the source and comes back (what
+//! k3s does with a manifest it has applied once).
+//!
 //! A Job's pod template cannot change in Kubernetes; here an edited template
 //! is a new Job (a new uid): the old one's pods go, the new one starts afresh.
 
@@ -42,6 +48,9 @@ pub struct JobRecord {
     pub last_failure_ms: Option<i64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Deleted by `ttlSecondsAfterFinished`: nothing is published.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// A pod of a Job and how it ended.
@@ -66,9 +75,15 @@ const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
 impl JobRecord {
     fn finished(&self) -> bool {
+        self.finished_ms().is_some()
+    }
+
+    /// When it became Complete or Failed.
+    fn finished_ms(&self) -> Option<i64> {
         self.conditions
             .iter()
-            .any(|c| (c.kind == "Complete" || c.kind == "Failed") && c.status == "True")
+            .find(|c| (c.kind == "Complete" || c.kind == "Failed") && c.status == "True")
+            .map(|c| c.last_transition_ms)
     }
 }
 
@@ -98,6 +113,7 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
             pod_counter: 0,
             last_failure_ms: None,
             conditions: Vec::new(),
+            deleted: false,
         };
         let mut record = plan
             .records
@@ -217,6 +233,21 @@ pub(super) fn reconcile(plan: &mut Plan, world: &World<'_>) {
                     "Job completed".into(),
                 );
             }
+        }
+        // The TTL after finishing: then the Job and its pods go.
+        if let (Some(ttl), Some(finished)) = (spec.ttl_seconds_after_finished, record.finished_ms())
+        {
+            let at = finished + i64::from(ttl) * 1000;
+            if now_ms >= at {
+                record.deleted = true;
+            } else if let Ok(t) = Timestamp::from_millisecond(at) {
+                plan.wake_at(t);
+            }
+        }
+        if record.deleted {
+            record.pods.clear();
+            plan.records.jobs.insert(key, record);
+            continue;
         }
         // Pods that should run now.
         if record.finished() || suspended {

@@ -508,6 +508,63 @@ fn a_failing_job_backs_off_and_stops_at_its_limit() {
 }
 
 #[test]
+fn a_finished_job_goes_after_its_ttl_and_is_not_run_again() {
+    let mut sim = Sim::new();
+    let j = job("  ttlSecondsAfterFinished: 30\n");
+    sim.run(&[], &[&j], &[]);
+    let pod = sim.pods.keys().next().expect("pod").1.clone();
+    sim.advance(5);
+    sim.set_phase(&pod, "Succeeded");
+    sim.run(&[], &[&j], &[]);
+    assert_eq!(sim.condition("Job", "work", "Complete").0, "True");
+    assert_eq!(sim.pods.len(), 1, "the finished pod stays until the TTL");
+    let wake = sim.last.wake.expect("a wake-up for the TTL");
+    assert_eq!(wake.as_millisecond(), sim.now_ms + 30_000);
+    sim.advance(29);
+    sim.run(&[], &[&j], &[]);
+    assert_eq!(sim.pods.len(), 1, "not before the TTL");
+    sim.advance(1);
+    sim.run(&[], &[&j], &[]);
+    assert!(sim.pods.is_empty(), "its pods go with it");
+    assert!(
+        !sim.last
+            .objects
+            .contains_key(&ObjectKey::namespaced("Job", "default", "work")),
+        "the Job is deleted"
+    );
+    // The source still names it: it is not run again (nor after a restart,
+    // which reloads the same records), and a new template is a new Job.
+    sim.advance(3600);
+    sim.run(&[], &[&j], &[]);
+    assert!(sim.pods.is_empty() && sim.last.wake.is_none());
+    let changed = job("  ttlSecondsAfterFinished: 30\n  backoffLimit: 2\n");
+    sim.run(&[], &[&changed], &[]);
+    assert!(sim.pods.is_empty(), "only the template makes a new Job");
+    let mut edited = j.clone();
+    edited
+        .spec
+        .as_mut()
+        .expect("spec")
+        .template
+        .spec
+        .as_mut()
+        .expect("pod")
+        .containers[0]
+        .image = Some("busybox:2".into());
+    sim.run(&[], &[&edited], &[]);
+    assert_eq!(sim.pods.len(), 1, "a new template runs afresh");
+    // A failed Job goes too, counted from when it failed.
+    let mut sim = Sim::new();
+    let j = job("  ttlSecondsAfterFinished: 0\n  backoffLimit: 0\n");
+    sim.run(&[], &[&j], &[]);
+    let pod = sim.pods.keys().next().expect("pod").1.clone();
+    sim.set_phase(&pod, "Failed");
+    sim.run(&[], &[&j], &[]);
+    assert!(sim.pods.is_empty(), "a TTL of 0 deletes it at once");
+    assert!(sim.last.objects.is_empty());
+}
+
+#[test]
 fn an_active_deadline_ends_a_job() {
     let mut sim = Sim::new();
     let j = job("  activeDeadlineSeconds: 5\n");
