@@ -83,6 +83,9 @@ fn pods_get_addresses_reach_each_other_and_leave_nothing_behind() {
     let agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     let (a, b) = (pod_ip(&node, "alpha"), pod_ip(&node, "beta"));
     assert_ne!(a, b);
+    // A test host has no default route, so no node IP to report.
+    let alpha = pod(&node, "alpha").expect("alpha");
+    assert!(alpha["status"]["hostIP"].is_null(), "{}", alpha["status"]);
     for ip in [&a, &b] {
         assert!(
             ip.starts_with("10.42.0."),
@@ -225,6 +228,17 @@ fn pod_egress_and_cluster_node_ports_are_masqueraded_local_ones_keep_the_client(
         .command("ip")
         .args(["addr", "add", "192.0.2.2/24", "dev", "wan"]));
     ok(outside.command("ip").args(["link", "set", "wan", "up"]));
+    // The test host's default route leaves by the uplink: with no --node-ip,
+    // its source is the node's IP.
+    ok(node.host.command("ip").args([
+        "route",
+        "add",
+        "default",
+        "via",
+        "192.0.2.2",
+        "dev",
+        "uplink",
+    ]));
     let www = node.dir().join("outside-www");
     std::fs::create_dir(&www).expect("www");
     std::fs::write(www.join("index.html"), "outside\n").expect("index");
@@ -237,6 +251,12 @@ fn pod_egress_and_cluster_node_ports_are_masqueraded_local_ones_keep_the_client(
     std::fs::write(manifests.join("a.yaml"), web("alpha")).expect("write");
     let _agent = node.spawn_agent(&["--source", &file_source(&manifests)]);
     pod_ip(&node, "alpha");
+    let alpha = pod(&node, "alpha").expect("alpha");
+    assert_eq!(
+        alpha["status"]["hostIP"], "192.0.2.1",
+        "{}",
+        alpha["status"]
+    );
     let got = node.outpost(&[
         "exec",
         "alpha",
@@ -285,9 +305,19 @@ fn pod_egress_and_cluster_node_ports_are_masqueraded_local_ones_keep_the_client(
         local.contains(":192.0.2.2]:"),
         "Local policy: the pod should see the client's address:\n{local}"
     );
+    // A LoadBalancer: its ingress is the node's IP, and that port answers.
+    let lb = wait_for(&node, "the LoadBalancer's ingress", || {
+        let out = node.outpost(&["get", "svc", "web-lb", "-o", "json"]);
+        let svc: Value = serde_json::from_slice(&out.stdout).ok()?;
+        svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(lb, "192.0.2.1");
+    client_seen(8081);
 }
 
-/// Two NodePorts to the `app: web` pods, one per externalTrafficPolicy.
+/// Two NodePorts to the `app: web` pods, one per externalTrafficPolicy, and a LoadBalancer.
 const NODE_PORTS: &str = r#"
 apiVersion: v1
 kind: Service
@@ -305,4 +335,12 @@ spec:
   externalTrafficPolicy: Local
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080, nodePort: 30081}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 8081, targetPort: 8080}]
 "#;

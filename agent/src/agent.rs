@@ -83,9 +83,10 @@ pub struct AgentArgs {
     /// This node's name (default: the host name).
     #[arg(long, env = "OUTPOST_NODE_NAME")]
     pub node_name: Option<String>,
-    /// This node's IP, reported as hostIP (and podIP of hostNetwork pods).
+    /// This node's IP, reported as hostIP (and podIP of hostNetwork pods) and
+    /// as LoadBalancer ingress (default: the IPv4 default route's source).
     #[arg(long)]
-    pub node_ip: Option<String>,
+    pub node_ip: Option<std::net::Ipv4Addr>,
     /// A label of this node, key=value, for nodeSelector and node affinity
     /// (k3s's flag); repeatable.
     #[arg(long = "node-label", value_parser = parse_node_label)]
@@ -180,6 +181,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     import_airgap(&store, &dirs.state_dir.join("airgap")).await;
     let adopted = readopt(&runtime).await?;
     let network = pod_network(&args, &dirs.run_dir).await?;
+    let node_ip = match args.node_ip {
+        Some(ip) => Some(ip),
+        None => match network.host().default_route_address().await {
+            Ok(Some(ip)) => {
+                tracing::info!("node IP {ip}: the default route's source (--node-ip to choose)");
+                Some(ip)
+            }
+            Ok(None) => {
+                tracing::info!("no default route: no node IP (--node-ip to give one)");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("no node IP: {}", crate::pods::worker::chain(&e));
+                None
+            }
+        },
+    };
 
     let state = ClusterState::default();
     let events = Recorder::new(state.clone(), &node_name);
@@ -198,7 +216,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         state_dir: dirs.state_dir.clone(),
         run_dir: dirs.run_dir.clone(),
         node_name: node_name.clone(),
-        host_ip: args.node_ip.clone(),
+        host_ip: node_ip.map(|ip| ip.to_string()),
         node_capacity: node_capacity(),
         exits,
         objects: objects_rx,
@@ -259,12 +277,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     )
     .context("open the service proxy")?;
     let proxy = spawn_proxy(proxy, events.clone(), node_name.clone());
-    let node_ips: Vec<std::net::Ipv4Addr> = args
-        .node_ip
-        .as_deref()
-        .and_then(|ip| ip.parse().ok())
-        .into_iter()
-        .collect();
+    let node_ips: Vec<std::net::Ipv4Addr> = node_ip.into_iter().collect();
     let mut pod_changes = state.subscribe();
     let mut sync = Sync {
         state: state.clone(),

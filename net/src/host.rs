@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
 use nix::sched::{setns, CloneFlags};
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressScope};
 use rtnetlink::packet_route::link::{
     InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteType};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::RouteMessageBuilder;
 
@@ -405,28 +407,9 @@ impl Host {
         link: &LinkView,
         gateway: Ipv4Addr,
     ) -> Result<bool, HostError> {
-        let routes: Vec<_> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| HostError::RouteGet {
-                netns: self.label(),
-                source: Box::new(source),
-            })?;
         let mut present = false;
         let mut changed = false;
-        for route in routes {
-            let h = &route.header;
-            if h.address_family != AddressFamily::Inet
-                || h.table != RouteHeader::RT_TABLE_MAIN
-                || h.destination_prefix_length != 0
-                || h.kind != RouteType::Unicast
-            {
-                continue;
-            }
+        for route in self.default_routes().await? {
             let via = route.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Gateway(RouteAddress::Inet(v)) => Some(*v),
                 _ => None,
@@ -470,6 +453,87 @@ impl Host {
             changed = true;
         }
         Ok(changed)
+    }
+
+    /// The IPv4 unicast default routes of the main table.
+    async fn default_routes(&self) -> Result<Vec<RouteMessage>, HostError> {
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| HostError::RouteGet {
+                netns: self.label(),
+                source: Box::new(source),
+            })?;
+        Ok(routes
+            .into_iter()
+            .filter(|r| {
+                let h = &r.header;
+                h.address_family == AddressFamily::Inet
+                    && h.table == RouteHeader::RT_TABLE_MAIN
+                    && h.destination_prefix_length == 0
+                    && h.kind == RouteType::Unicast
+            })
+            .collect())
+    }
+
+    /// The node's address as the kubelet and k3s pick it when none is
+    /// given: the source of the IPv4 default route (the lowest metric), or
+    /// else the first global address of the link it leaves by. `None` with
+    /// no default route (an offline node with only local links).
+    pub async fn default_route_address(&self) -> Result<Option<Ipv4Addr>, HostError> {
+        let metric = |r: &RouteMessage| {
+            r.attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Priority(p) => Some(*p),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        };
+        let Some(route) = self.default_routes().await?.into_iter().min_by_key(metric) else {
+            return Ok(None);
+        };
+        let mut oif = None;
+        for a in &route.attributes {
+            match a {
+                RouteAttribute::PrefSource(RouteAddress::Inet(v)) => return Ok(Some(*v)),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        let Some(index) = oif else {
+            return Ok(None);
+        };
+        let addresses: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| HostError::AddrGet {
+                ifname: format!("index {index}"),
+                netns: self.label(),
+                source: Box::new(source),
+            })?;
+        Ok(addresses
+            .iter()
+            .filter(|m| {
+                m.header.family == AddressFamily::Inet
+                    && m.header.index == index
+                    && m.header.scope == AddressScope::Universe
+            })
+            .find_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(IpAddr::V4(v)) => Some(*v),
+                    _ => None,
+                })
+            }))
     }
 }
 
