@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddrV4;
 
 use super::model::Cidr;
-use super::render::{by_name, host_ports_in_order, Claims};
+use super::render::claim;
 use super::{HostPort, Protocol, ProxyConfig, Service};
 
 /// One UDP conntrack entry, as far as the cleanup needs it.
@@ -55,39 +55,36 @@ impl UdpFrontends {
         };
         // Only what the rules serve: a port another service or hostPort
         // claimed first leads to that one's endpoints.
-        let mut claims = Claims::default();
-        for service in by_name(services) {
-            let Some(ip) = service.cluster_ip else {
-                continue;
-            };
-            for port in &service.ports {
-                let Some(node_ports) = claims.service_port(service, ip, port) else {
-                    continue;
-                };
-                if port.protocol != Protocol::Udp {
-                    continue;
-                }
-                let endpoints: BTreeSet<SocketAddrV4> = port
-                    .endpoints
-                    .iter()
-                    .map(|&(ip, port)| SocketAddrV4::new(ip, port))
-                    .collect();
-                for np in node_ports {
-                    frontends.ports.insert(np, endpoints.clone());
-                }
-                frontends
-                    .addresses
-                    .insert(SocketAddrV4::new(ip, port.port), endpoints);
+        let claimed = claim(services, host_ports);
+        for kept in claimed
+            .ports
+            .iter()
+            .filter(|k| k.port.protocol == Protocol::Udp)
+        {
+            let endpoints: BTreeSet<SocketAddrV4> = kept
+                .port
+                .endpoints
+                .iter()
+                .map(|&(ip, port)| SocketAddrV4::new(ip, port))
+                .collect();
+            for &np in &kept.node_ports {
+                frontends.ports.insert(np, endpoints.clone());
             }
+            frontends.addresses.insert(
+                SocketAddrV4::new(kept.cluster_ip, kept.port.port),
+                endpoints,
+            );
         }
-        for hp in host_ports_in_order(host_ports) {
-            if claims.host_port(hp) && hp.protocol == Protocol::Udp {
-                frontends
-                    .ports
-                    .entry(hp.host_port)
-                    .or_default()
-                    .insert(SocketAddrV4::new(hp.pod_ip, hp.container_port));
-            }
+        for hp in claimed
+            .host_ports
+            .iter()
+            .filter(|h| h.protocol == Protocol::Udp)
+        {
+            frontends
+                .ports
+                .entry(hp.host_port)
+                .or_default()
+                .insert(SocketAddrV4::new(hp.pod_ip, hp.container_port));
         }
         frontends
     }

@@ -109,44 +109,66 @@ pub fn render<'a>(
     services: &'a [Service],
     host_ports: &[HostPort],
 ) -> Rendered {
+    let claimed = claim(services, host_ports);
     let mut r = Renderer::new(config);
     r.fixed();
-    for service in by_name(services) {
-        r.service(service);
+    for kept in &claimed.ports {
+        r.service_port(kept);
     }
-    r.host_ports(host_ports);
+    r.host_ports(&claimed.host_ports);
     Rendered {
         ruleset: r.ruleset,
-        conflicts: r.claims.conflicts,
+        conflicts: claimed.conflicts,
     }
 }
 
 /// The conflicts [`render`] reports for the same input, without building the
 /// rules: which ports are left out (a LoadBalancer that gets no ingress).
 pub fn conflicts(services: &[Service], host_ports: &[HostPort]) -> Vec<Conflict> {
+    claim(services, host_ports).conflicts
+}
+
+/// What the rules serve, in the order it was claimed: the service ports and
+/// hostPorts that kept their ports, and the conflicts of those left out.
+pub(super) struct Claimed<'a> {
+    pub ports: Vec<KeptPort<'a>>,
+    pub host_ports: Vec<&'a HostPort>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A service port that kept its ClusterIP:port.
+pub(super) struct KeptPort<'a> {
+    pub service: &'a Service,
+    pub cluster_ip: Ipv4Addr,
+    pub port: &'a ServicePort,
+    /// The ports it answers on at the node's addresses (its NodePort, a
+    /// LoadBalancer's port) that no one claimed before it.
+    pub node_ports: Vec<u16>,
+}
+
+/// Every port claim in one order, the one place that decides who serves a
+/// port: services by namespace and name (headless ones claim nothing; DNS
+/// answers them), then hostPorts. The first to claim a port keeps it.
+pub(super) fn claim<'a>(services: &'a [Service], host_ports: &'a [HostPort]) -> Claimed<'a> {
+    let mut sorted: Vec<&Service> = services.iter().collect();
+    sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let mut claims = Claims::default();
-    for service in by_name(services) {
-        if let Some(cluster_ip) = service.cluster_ip {
-            for port in &service.ports {
-                claims.service_port(service, cluster_ip, port);
+    let mut ports = Vec::new();
+    for service in sorted {
+        let Some(cluster_ip) = service.cluster_ip else {
+            continue;
+        };
+        for port in &service.ports {
+            if let Some(node_ports) = claims.service_port(service, cluster_ip, port) {
+                ports.push(KeptPort {
+                    service,
+                    cluster_ip,
+                    port,
+                    node_ports,
+                });
             }
         }
     }
-    for hp in host_ports_in_order(host_ports) {
-        claims.host_port(hp);
-    }
-    claims.conflicts
-}
-
-/// Services in the order they claim ports: by namespace and name.
-pub(super) fn by_name(services: &[Service]) -> Vec<&Service> {
-    let mut sorted: Vec<&Service> = services.iter().collect();
-    sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    sorted
-}
-
-/// Host ports in the order they claim ports (after every service).
-pub(super) fn host_ports_in_order(host_ports: &[HostPort]) -> Vec<&HostPort> {
     let mut sorted: Vec<&HostPort> = host_ports.iter().collect();
     sorted.sort_by_key(|h| {
         (
@@ -157,20 +179,24 @@ pub(super) fn host_ports_in_order(host_ports: &[HostPort]) -> Vec<&HostPort> {
             h.container_port,
         )
     });
-    sorted
+    sorted.retain(|hp| claims.host_port(hp));
+    Claimed {
+        ports,
+        host_ports: sorted,
+        conflicts: claims.conflicts,
+    }
 }
 
 struct Renderer<'a> {
     config: &'a ProxyConfig,
     pod_cidr: Cidr,
     ruleset: Ruleset,
-    claims: Claims<'a>,
 }
 
 /// Who holds each ClusterIP:port, node port (NodePort or LoadBalancer port)
-/// and hostPort: the first to claim it keeps it, later claims are conflicts.
+/// and hostPort, while [`claim`] runs.
 #[derive(Default)]
-pub(super) struct Claims<'a> {
+struct Claims<'a> {
     cluster: BTreeMap<(Ipv4Addr, Protocol, u16), Owner<'a>>,
     node_ports: BTreeMap<(Protocol, u16), Owner<'a>>,
     host_ports: BTreeMap<(Protocol, u16, Option<Ipv4Addr>), Ipv4Addr>,
@@ -200,7 +226,7 @@ impl<'a> Claims<'a> {
     /// Claims a service port's ClusterIP:port, then its node ports; `None`
     /// when the ClusterIP:port is taken (the port is left out whole), else
     /// the node ports it keeps.
-    pub(super) fn service_port(
+    fn service_port(
         &mut self,
         service: &'a Service,
         cluster_ip: Ipv4Addr,
@@ -257,7 +283,7 @@ impl<'a> Claims<'a> {
     }
 
     /// Claims a hostPort (after every service); whether it is kept.
-    pub(super) fn host_port(&mut self, hp: &HostPort) -> bool {
+    fn host_port(&mut self, hp: &HostPort) -> bool {
         let key = (hp.protocol, hp.host_port, hp.host_ip);
         // A wildcard host port collides with every address-bound one too.
         let clash = self.host_ports.get(&key).copied().or_else(|| {
@@ -303,7 +329,6 @@ impl<'a> Renderer<'a> {
                 chains: BTreeMap::new(),
                 sets: BTreeMap::new(),
             },
-            claims: Claims::default(),
         }
     }
 
@@ -496,20 +521,13 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn service(&mut self, service: &'a Service) {
-        // Headless services are answered by DNS alone.
-        let Some(cluster_ip) = service.cluster_ip else {
-            return;
-        };
-        for port in &service.ports {
-            self.service_port(service, cluster_ip, port);
-        }
-    }
-
-    fn service_port(&mut self, service: &'a Service, cluster_ip: Ipv4Addr, port: &'a ServicePort) {
-        let Some(node_ports) = self.claims.service_port(service, cluster_ip, port) else {
-            return;
-        };
+    fn service_port(&mut self, kept: &KeptPort<'_>) {
+        let KeptPort {
+            service,
+            cluster_ip,
+            port,
+            ref node_ports,
+        } = *kept;
         let proto = port.protocol;
 
         let endpoints: BTreeSet<(Ipv4Addr, u16)> = port.endpoints.iter().copied().collect();
@@ -520,7 +538,7 @@ impl<'a> Renderer<'a> {
                 Key::AddrProtoPort(cluster_ip, proto, port.port),
                 reject.clone(),
             );
-            for np in node_ports {
+            for &np in node_ports {
                 self.element(
                     NO_ENDPOINT_NODEPORTS,
                     Key::ProtoPort(proto, np),
@@ -619,7 +637,7 @@ impl<'a> Renderer<'a> {
             }
             rules.push(rule([Stmt::Goto(service_chain)]));
             self.chain(&external, None, rules);
-            for np in node_ports {
+            for &np in node_ports {
                 self.element(
                     SERVICE_NODEPORTS,
                     Key::ProtoPort(proto, np),
@@ -629,12 +647,9 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn host_ports(&mut self, host_ports: &[HostPort]) {
+    fn host_ports(&mut self, host_ports: &[&HostPort]) {
         let mut rules = Vec::new();
-        for hp in host_ports_in_order(host_ports) {
-            if !self.claims.host_port(hp) {
-                continue;
-            }
+        for hp in host_ports {
             let mut matches = match hp.host_ip {
                 Some(ip) => vec![Stmt::Daddr {
                     net: Cidr::host(ip),
