@@ -612,11 +612,7 @@ fn jobs_complete_or_stop_at_their_backoff_limit_and_a_daemon_set_runs_here() {
     );
     assert_eq!(doomed["status"]["failed"], 2, "one try and one retry");
     std::thread::sleep(Duration::from_secs(2));
-    let doomed_pods = items(&node, "pods")
-        .into_iter()
-        .filter(|p| p["metadata"]["labels"]["job-name"] == "doomed")
-        .count();
-    assert_eq!(doomed_pods, 2, "no pod after the limit");
+    assert_eq!(job_pods("doomed").len(), 2, "no pod after the limit");
 
     // The TTL over: the tidy Job and its pod are deleted, and not run again.
     wait_for(&node, "the tidy Job deleted", || {

@@ -996,7 +996,6 @@ async fn pod_network(
     Ok(Arc::new(network))
 }
 
-/// Sleeps until `at`; forever when `None`.
 /// Applies what a source sent; the controllers' next wake-up time when the
 /// desired state changed.
 fn on_update(
@@ -1063,6 +1062,7 @@ fn on_update(
     None
 }
 
+/// Sleeps until `at`; forever when `None`.
 async fn sleep_until(at: Option<jiff::Timestamp>) {
     match at {
         Some(at) => {
@@ -1074,7 +1074,6 @@ async fn sleep_until(at: Option<jiff::Timestamp>) {
     }
 }
 
-/// This node as DaemonSet node selectors see it (the well-known labels).
 /// This node's name and labels: the well-known ones, then `--node-label`s.
 fn node_info(name: &str, extra: &[(String, String)]) -> NodeInfo {
     let arch = match std::env::consts::ARCH {
@@ -1104,8 +1103,8 @@ fn namespace_json(name: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}})
 }
 
-/// Attaches to the supervisor (starting it after a reboot) and reports what it runs.
-/// Finds the supervisor's containers; the uids of the pods they belong to.
+/// Attaches to the supervisor (starting it after a reboot) and reports what it
+/// runs; the uids of the pods its containers belong to.
 async fn readopt(runtime: &Runtime) -> anyhow::Result<HashSet<String>> {
     let rt = runtime.clone();
     let (containers, cleaned) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {

@@ -1,8 +1,8 @@
 //! DaemonSets on this node: one pod when the node matches the pod
-//! template's `nodeSelector` and required node affinity, none otherwise. A template change replaces the
-//! pod as the RollingUpdate strategy says (`maxSurge: 0`: the old pod goes
-//! first; `maxSurge: 1`: the new one becomes available first); `OnDelete`
-//! leaves the old pod running.
+//! template's `nodeSelector` and required node affinity, none otherwise. A
+//! template change replaces the pod as the RollingUpdate strategy says
+//! (`maxSurge: 0`: the old pod goes first; `maxSurge: 1`: the new one becomes
+//! available first); `OnDelete` leaves the old pod running.
 
 use std::collections::BTreeSet;
 

@@ -135,7 +135,7 @@ impl Manager {
             // A pod is there as soon as it is desired (Pending, containers
             // being created), as the API server shows it; one with containers
             // to re-adopt is published once its worker has looked at them.
-            if !self.readopting.contains(&uid) {
+            if !self.readopts(&uid) {
                 worker.publish();
             }
             let task = tokio::spawn(worker::run(worker, rx));
